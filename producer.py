@@ -1,0 +1,65 @@
+"""producer.py: read a camera with OpenCV, JPEG-encode each frame, publish it to Kafka.
+
+Thin CLI: settings -> source -> encoder -> publisher -> run. See `python producer.py --help`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from rtsp_kafka_mjpeg.encoder import JpegEncoder
+from rtsp_kafka_mjpeg.pipeline import ProducerPipeline, StatusLine
+from rtsp_kafka_mjpeg.publisher import RECORD_OVERHEAD, BrokerUnavailable, FramePublisher, ensure_topic
+from rtsp_kafka_mjpeg.redact import setup_logging
+from rtsp_kafka_mjpeg.settings import ProducerSettings, fail, load
+from rtsp_kafka_mjpeg.source import FrameSource, SourceError
+
+PROG = "producer.py"
+log = logging.getLogger("producer")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = load(ProducerSettings, argv, PROG, "Publish a camera's frames as JPEG records to a Kafka topic.")
+    url_password = urlsplit(settings.source).password if "://" in settings.source else None
+    setup_logging(settings.log_level, [*settings.secrets(), url_password or ""])
+
+    stop = threading.Event()
+    try:
+        if settings.create_topic:
+            ensure_topic(settings)
+        publisher = FramePublisher(settings)
+    except BrokerUnavailable as err:
+        fail(PROG, str(err))
+    source = FrameSource(settings.source, settings.rtsp_transport, settings.open_timeout_s,
+                         settings.read_timeout_s, stop)
+    try:
+        source.start()
+    except SourceError as err:
+        publisher.close(timeout_s=1)
+        fail(PROG, f"{err} (check CAMERA_SOURCE / --source)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    encoder = JpegEncoder(settings.jpeg_quality, settings.width, settings.height,
+                          settings.max_message_bytes - RECORD_OVERHEAD)
+    pipeline = ProducerPipeline(settings.camera_id, source, encoder, publisher, stop, settings.max_fps)
+    StatusLine(pipeline, stop).start()
+    log.info("publishing camera %s from %s to topic %s at %s", settings.camera_id, source.display,
+             settings.topic, settings.bootstrap_servers)
+    pipeline.run()
+    source.stop()
+    publisher.close()
+    log.info("stopped: %d frames published, %d dropped", publisher.sent, pipeline.dropped_total())
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

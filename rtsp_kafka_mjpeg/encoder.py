@@ -1,0 +1,76 @@
+"""JPEG encoding: optional resize, a quality setting, and a hard size limit per frame.
+
+A JPEG that would exceed the record limit is re-encoded at lower quality, then smaller scale,
+so the broker never has to reject a frame; if nothing fits, the frame is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Fallback steps tried in order when a frame is over the limit: (quality factor, scale).
+_FALLBACKS = ((0.75, 1.0), (0.5, 1.0), (0.5, 0.75), (0.4, 0.5), (0.3, 0.25))
+
+
+class FrameTooLarge(ValueError):
+    """No fallback brought the JPEG under the size limit."""
+
+
+class JpegEncoder:
+    """Turns BGR images into JPEG bytes no larger than `max_bytes`."""
+
+    def __init__(self, quality: int = 80, width: int = 0, height: int = 0, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self.quality = quality
+        self.width = width
+        self.height = height
+        self.max_bytes = max_bytes
+        self.shrunk = 0  # frames re-encoded smaller to fit the limit
+        self._warned = False
+
+    def target_size(self, w: int, h: int) -> tuple[int, int]:
+        """The output size: as configured, keeping the aspect ratio when one side is 0."""
+        if self.width and self.height:
+            return self.width, self.height
+        if self.width:
+            return self.width, max(1, round(h * self.width / w))
+        if self.height:
+            return max(1, round(w * self.height / h)), self.height
+        return w, h
+
+    def encode(self, image: np.ndarray) -> tuple[bytes, int, int]:
+        """JPEG bytes plus the encoded width and height."""
+        h, w = image.shape[:2]
+        tw, th = self.target_size(w, h)
+        if (tw, th) != (w, h):
+            image = cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)
+        data = self._imencode(image, self.quality)
+        if len(data) <= self.max_bytes:
+            return data, tw, th
+        return self._fit(image, len(data))
+
+    def _fit(self, image: np.ndarray, first_size: int) -> tuple[bytes, int, int]:
+        h, w = image.shape[:2]
+        for factor, scale in _FALLBACKS:
+            scaled = image if scale == 1.0 else cv2.resize(
+                image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+            data = self._imencode(scaled, max(1, int(self.quality * factor)))
+            if len(data) <= self.max_bytes:
+                self.shrunk += 1
+                if not self._warned:
+                    self._warned = True
+                    log.warning("frame JPEG of %d bytes exceeds the %d-byte record limit: re-encoding such "
+                                "frames at lower quality/scale (said once)", first_size, self.max_bytes)
+                return data, scaled.shape[1], scaled.shape[0]
+        raise FrameTooLarge(f"JPEG of {first_size} bytes cannot fit {self.max_bytes} bytes")
+
+    @staticmethod
+    def _imencode(image: np.ndarray, quality: int) -> bytes:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise ValueError("cv2.imencode failed")
+        return buf.tobytes()

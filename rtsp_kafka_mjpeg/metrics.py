@@ -1,0 +1,44 @@
+"""Prometheus metrics (prometheus-client), one registry per process role, passed down explicitly."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ConsumerMetrics:
+    """What the consumer exposes at /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.frames_in = Counter("mjpeg_frames_in", "Frames received from Kafka", ["camera"], registry=r)
+        self.bytes_in = Counter("mjpeg_bytes_in", "JPEG bytes received from Kafka", ["camera"], registry=r)
+        self.records_skipped = Counter("mjpeg_records_skipped", "Records not shown, by reason", ["reason"],
+                                       registry=r)
+        self.frames_superseded = Counter("mjpeg_frames_superseded",
+                                         "Frames replaced by a newer one within one poll", ["camera"], registry=r)
+        self.frames_out = Counter("mjpeg_frames_out", "Frames written to viewers", ["camera"], registry=r)
+        self.bytes_out = Counter("mjpeg_bytes_out", "Bytes written to viewers", ["camera"], registry=r)
+        self.viewers = Gauge("mjpeg_viewers", "Connected stream viewers", ["camera"], registry=r)
+        self.latency = Histogram("mjpeg_capture_to_hub_seconds", "Capture timestamp to arrival in the hub",
+                                 ["camera"], buckets=LATENCY_BUCKETS, registry=r)
+        self.lag = Gauge("mjpeg_consumer_lag_records", "Records behind the end of the topic", registry=r)
+        self.kafka_up = Gauge("mjpeg_kafka_connected", "1 when the Kafka consumer is polling successfully",
+                              registry=r)
+
+
+class ProducerMetrics:
+    """What the producer exposes at /metrics on its own port (optional)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.frames_captured = Counter("producer_frames_captured", "Frames decoded from the camera", registry=r)
+        self.frames_published = Counter("producer_frames_published", "Frames acknowledged by Kafka", registry=r)
+        self.bytes_published = Counter("producer_bytes_published", "JPEG bytes acknowledged by Kafka", registry=r)
+        self.frames_dropped = Counter("producer_frames_dropped", "Frames not published, by reason", ["reason"],
+                                      registry=r)
+        self.inflight_bytes = Gauge("producer_inflight_bytes", "Bytes awaiting the broker", registry=r)
+        self.camera_up = Gauge("producer_camera_streaming", "1 while the camera delivers frames", registry=r)

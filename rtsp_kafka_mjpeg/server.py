@@ -1,0 +1,82 @@
+"""Serving the app with gunicorn's gevent worker: thousands of long-lived MJPEG responses in
+one process, each a cheap greenlet, where thread-per-connection servers run out of threads.
+
+One worker process, so one Kafka consumer per consumer.py. The subscriber is started inside the
+worker (threads started before gunicorn forks would not survive the fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .hub import FrameHub
+from .metrics import ConsumerMetrics
+from .settings import ConsumerSettings
+from .subscriber import FrameSubscriber
+from .web import create_app
+
+log = logging.getLogger(__name__)
+
+
+class BindError(OSError):
+    """The HTTP address cannot be bound (in use, not ours)."""
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Fail before gunicorn starts (and retries for seconds) when the port cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise BindError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+
+
+def build_wsgi_app(settings: ConsumerSettings) -> Any:
+    """Hub + subscriber + Flask app, created in the process that will serve them."""
+    hub = FrameHub()
+    metrics = ConsumerMetrics()
+    subscriber = FrameSubscriber(settings, hub, metrics)
+    subscriber.start()
+    app = create_app(settings, hub, metrics)
+    app.extensions["subscriber"] = subscriber
+    return app
+
+
+class StreamServer(BaseApplication):
+    """gunicorn, configured from our settings instead of its own CLI."""
+
+    def __init__(self, settings: ConsumerSettings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        host = f"[{s.host}]" if ":" in s.host else s.host
+        options = {
+            "bind": f"{host}:{s.port}",
+            "workers": 1,
+            "worker_class": "gevent",
+            "worker_connections": s.max_viewers,
+            "timeout": 30,
+            "graceful_timeout": 3,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": s.log_level.lower(),
+            "proc_name": "rtsp-kafka-mjpeg-consumer",
+            "preload_app": False,
+            "limit_request_line": 4094,
+            "limit_request_fields": 100,
+            "limit_request_field_size": 8190,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return build_wsgi_app(self.settings)

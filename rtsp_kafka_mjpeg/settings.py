@@ -1,0 +1,335 @@
+"""One typed settings object per CLI: defaults < config.env < environment < command-line flags.
+
+Each field carries its config key, its flag and its help text, so `--help`, `config.env`, the
+README table and validation all come from the same declaration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the setting."""
+
+
+# --- value parsers: each takes the raw text and returns the value or raises ValueError ----------
+
+
+def text(raw: str) -> str:
+    return raw.strip()
+
+
+def int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} is outside {low:g}..{high:g}")
+        return value
+
+    return parse
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        for option in allowed:
+            if value.lower() == option.lower():
+                return option
+        raise ValueError(f"{value!r} is not one of {', '.join(repr(a) for a in allowed)}")
+
+    return parse
+
+
+def boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{raw!r} is not true/false")
+
+
+_HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+def bootstrap_servers(raw: str) -> str:
+    servers = [s.strip() for s in raw.split(",") if s.strip()]
+    if not servers:
+        raise ValueError("is empty")
+    for server in servers:
+        match = _HOSTPORT.match(server)
+        if not match or not 0 < int(match[2]) < 65536:
+            raise ValueError(f"{server!r} is not host:port")
+    return ",".join(servers)
+
+
+_CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def camera_id(raw: str) -> str:
+    value = raw.strip()
+    if not _CAMERA_ID.match(value):
+        raise ValueError(f"{value!r} must be 1-64 of letters, digits, '_', '.', '-'")
+    return value
+
+
+def video_source(raw: str) -> str:
+    """An RTSP/HTTP URL, a camera index or a file path; URLs must have a scheme and a host."""
+    value = raw.strip()
+    if not value:
+        raise ValueError("is empty")
+    if value.isdigit():
+        return value
+    if "://" in value:
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "file"}:
+            raise ValueError(f"unsupported URL scheme {parts.scheme!r}")
+        if parts.scheme.lower() != "file" and not parts.hostname:
+            raise ValueError("URL has no host")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("URL has an invalid port") from None
+        return value
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/", value) or not Path(value).exists():
+        raise ValueError(f"{value!r} is not a URL (scheme://host/...), a camera index or an existing file")
+    return value
+
+
+# --- declarations -------------------------------------------------------------------------------
+
+
+def option(default: Any, key: str, flag: str, help: str, parse: Callable[[str], Any] = text,
+           secret: bool = False) -> Any:
+    """A settings field: its default, config key, CLI flag, help and parser."""
+    return dataclasses.field(
+        default=default, metadata={"key": key, "flag": flag, "help": help, "parse": parse, "secret": secret}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class KafkaSettings:
+    """What both CLIs need to reach the topic."""
+
+    bootstrap_servers: str = option("localhost:9092", "KAFKA_BOOTSTRAP_SERVERS", "--bootstrap-servers",
+                                    "Kafka brokers, comma-separated host:port", bootstrap_servers)
+    topic: str = option("camera-frames", "KAFKA_TOPIC", "--topic", "topic carrying the JPEG frames")
+    security_protocol: str = option("PLAINTEXT", "KAFKA_SECURITY_PROTOCOL", "--security-protocol",
+                                    "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+                                    choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    sasl_mechanism: str = option("", "KAFKA_SASL_MECHANISM", "--sasl-mechanism",
+                                 "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)",
+                                 choice("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    sasl_username: str = option("", "KAFKA_SASL_USERNAME", "--sasl-username", "SASL user name")
+    sasl_password: str = option("", "KAFKA_SASL_PASSWORD", "--sasl-password", "SASL password (never logged)",
+                                secret=True)
+    ssl_cafile: str = option("", "KAFKA_SSL_CAFILE", "--ssl-cafile", "CA bundle to verify the brokers (SSL)")
+    connect_timeout_s: float = option(10.0, "KAFKA_CONNECT_TIMEOUT_S", "--connect-timeout",
+                                      "seconds to wait for the brokers at start-up", float_range(0.5, 600))
+    max_message_bytes: int = option(8 * 1024 * 1024, "KAFKA_MAX_MESSAGE_BYTES", "--max-message-bytes",
+                                    "largest frame record (topic max.message.bytes, fetch sizes)",
+                                    int_range(64 * 1024, 256 * 1024 * 1024))
+    log_level: str = option("INFO", "LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR",
+                            choice("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line."""
+        return [getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("secret")]
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Connection settings shared by kafka-python's producer, consumer and admin client."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+            "bootstrap_timeout_ms": int(self.connect_timeout_s * 1000),
+            "client_id": "rtsp-kafka-mjpeg",
+        }
+        if self.sasl_mechanism:
+            config.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                          sasl_plain_password=self.sasl_password)
+        if self.ssl_cafile:
+            config["ssl_cafile"] = self.ssl_cafile
+        return config
+
+
+@dataclasses.dataclass(frozen=True)
+class ProducerSettings(KafkaSettings):
+    """producer.py: camera -> JPEG -> Kafka."""
+
+    source: str = option("rtsp://127.0.0.1:8554/cam", "CAMERA_SOURCE", "--source",
+                         "RTSP/HTTP URL, video file or camera index", video_source)
+    camera_id: str = option("cam1", "CAMERA_ID", "--camera-id", "camera id: the record key", camera_id)
+    rtsp_transport: str = option("tcp", "RTSP_TRANSPORT", "--rtsp-transport", "tcp or udp", choice("tcp", "udp"))
+    open_timeout_s: float = option(10.0, "SOURCE_OPEN_TIMEOUT_S", "--open-timeout",
+                                   "seconds to wait for the camera to open", float_range(0.5, 300))
+    read_timeout_s: float = option(5.0, "SOURCE_READ_TIMEOUT_S", "--read-timeout",
+                                   "seconds without a frame before the camera counts as lost", float_range(0.5, 300))
+    max_fps: float = option(0.0, "MAX_FPS", "--max-fps", "publish at most this many frames/s (0: camera rate)",
+                            float_range(0, 1000))
+    width: int = option(0, "FRAME_WIDTH", "--width", "resize to this width (0: keep; height follows)",
+                        int_range(0, 16384))
+    height: int = option(0, "FRAME_HEIGHT", "--height", "resize to this height (0: keep; width follows)",
+                         int_range(0, 16384))
+    jpeg_quality: int = option(80, "JPEG_QUALITY", "--jpeg-quality", "JPEG quality 1-100", int_range(1, 100))
+    acks: str = option("1", "KAFKA_ACKS", "--acks", "0, 1 (leader, lowest latency with durability) or all",
+                       choice("0", "1", "all"))
+    linger_ms: int = option(0, "KAFKA_LINGER_MS", "--linger-ms", "producer batching delay (0: send at once)",
+                            int_range(0, 10_000))
+    delivery_timeout_ms: int = option(5000, "KAFKA_DELIVERY_TIMEOUT_MS", "--delivery-timeout-ms",
+                                      "give up on a frame not delivered within this (live video ages fast)",
+                                      int_range(1000, 600_000))
+    max_inflight_bytes: int = option(32 * 1024 * 1024, "PRODUCER_MAX_INFLIGHT_BYTES", "--max-inflight-bytes",
+                                     "frames awaiting the broker beyond this are dropped, not queued",
+                                     int_range(1024 * 1024, 2 * 1024 * 1024 * 1024))
+    create_topic: bool = option(True, "KAFKA_CREATE_TOPIC", "--create-topic",
+                                "create the topic at start-up if missing", boolean)
+    partitions: int = option(6, "KAFKA_PARTITIONS", "--partitions", "partitions of a created topic",
+                             int_range(1, 10_000))
+    replication_factor: int = option(1, "KAFKA_REPLICATION_FACTOR", "--replication-factor",
+                                     "replication factor of a created topic", int_range(1, 100))
+    retention_ms: int = option(3_600_000, "KAFKA_RETENTION_MS", "--retention-ms",
+                               "retention.ms of a created topic", int_range(60_000, 10**12))
+    metrics_port: int = option(0, "PRODUCER_METRICS_PORT", "--metrics-port",
+                               "serve Prometheus /metrics on this port (0: off)", int_range(0, 65535))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsumerSettings(KafkaSettings):
+    """consumer.py: Kafka -> hub -> MJPEG over HTTP."""
+
+    host: str = option("127.0.0.1", "HTTP_HOST", "--host", "address to bind (0.0.0.0 exposes it)")
+    port: int = option(5000, "HTTP_PORT", "--port", "HTTP port", int_range(1, 65535))
+    group_id: str = option("", "KAFKA_GROUP_ID", "--group-id",
+                           "consumer group (empty: every consumer process reads every camera)")
+    start_from: str = option("latest", "CONSUMER_START", "--start-from", "latest or earliest",
+                             choice("latest", "earliest"))
+    fetch_max_wait_ms: int = option(100, "KAFKA_FETCH_MAX_WAIT_MS", "--fetch-max-wait-ms",
+                                    "longest a fetch waits on the broker when no frame is there",
+                                    int_range(0, 10_000))
+    stale_after_s: float = option(5.0, "CAMERA_STALE_S", "--stale-after",
+                                  "a camera with no frame for this long shows 'no signal'", float_range(0.5, 3600))
+    max_viewers: int = option(1000, "MAX_VIEWERS", "--max-viewers", "concurrent HTTP connections at most",
+                              int_range(1, 100_000))
+    socket_lowat_bytes: int = option(65536, "VIEWER_SOCKET_LOWAT_BYTES", "--socket-lowat-bytes",
+                                     "unsent bytes kept per viewer socket (TCP_NOTSENT_LOWAT)",
+                                     int_range(4096, 16 * 1024 * 1024))
+
+
+S = TypeVar("S", bound=KafkaSettings)
+ALL_KEYS = frozenset(
+    f.metadata["key"] for cls in (ProducerSettings, ConsumerSettings) for f in dataclasses.fields(cls)
+) | {"CONFIG_FILE"}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if value != "" else "(empty)"
+
+
+def build_parser(cls: type[KafkaSettings], prog: str, description: str) -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog=prog, description=description,
+                            epilog="Each flag can also be set in config.env or the environment under the "
+                                   "KEY shown; flags win over the environment, which wins over config.env.")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="settings file (env CONFIG_FILE, default: config.env)")
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        shown = "(secret)" if meta["secret"] and f.default else _shown(f.default)
+        parser.add_argument(meta["flag"], dest=f.name, default=None, metavar=meta["key"],
+                            help=f"{meta['help']} (default: {shown})")
+    return parser
+
+
+def load(cls: type[S], argv: Sequence[str] | None, prog: str, description: str,
+         environ: dict[str, str] | None = None) -> S:
+    """Build `cls` from flags, environment and the config file; exit with one line on a bad value."""
+    parser = build_parser(cls, prog, description)
+    args = parser.parse_args(argv)
+    env = dict(os.environ if environ is None else environ)
+    try:
+        return resolve(cls, vars(args), env)
+    except SettingsError as err:
+        parser.error(str(err))
+
+
+def resolve(cls: type[S], flags: dict[str, Any], env: dict[str, str]) -> S:
+    """Merge the four layers and parse each value; raises SettingsError naming the setting."""
+    config_path = flags.get("config") or env.get("CONFIG_FILE") or "config.env"
+    file_values: dict[str, str | None] = {}
+    if Path(config_path).is_file():
+        file_values = dict(dotenv_values(config_path))
+    elif flags.get("config") or env.get("CONFIG_FILE"):
+        raise SettingsError(f"config file {config_path!r} not found")
+    unknown = sorted(set(file_values) - ALL_KEYS)
+    if unknown:
+        raise SettingsError(f"unknown key {unknown[0]!r} in {config_path}")
+
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key, flag = f.metadata["key"], f.metadata["flag"]
+        if flags.get(f.name) is not None:
+            raw, origin = flags[f.name], flag
+        elif key in env:
+            raw, origin = env[key], key
+        elif file_values.get(key) is not None:
+            raw, origin = file_values[key], f"{key} in {config_path}"
+        else:
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](str(raw))
+        except ValueError as err:
+            detail = "is invalid" if f.metadata["secret"] else str(err)
+            raise SettingsError(f"invalid {origin}: {detail}") from None
+    settings = cls(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(settings: KafkaSettings) -> None:
+    if settings.sasl_mechanism and not settings.security_protocol.startswith("SASL"):
+        raise SettingsError("KAFKA_SASL_MECHANISM needs KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT or SASL_SSL")
+    if settings.security_protocol.startswith("SASL") and not settings.sasl_mechanism:
+        raise SettingsError("KAFKA_SECURITY_PROTOCOL is SASL_* but KAFKA_SASL_MECHANISM is empty")
+    if settings.sasl_mechanism and not (settings.sasl_username and settings.sasl_password):
+        raise SettingsError("KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+
+
+def fail(prog: str, message: str, status: int = 1) -> NoReturn:
+    """The one-line exit for a user-caused error at the CLI edge."""
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.exit(status)

@@ -1,0 +1,161 @@
+"""One KafkaConsumer per process, in a background thread, feeding the hub.
+
+Bad records are skipped and counted by reason, logged at most once per reason and interval,
+never shown and never allowed to stop the loop. Within one poll only the newest frame of each
+camera reaches the hub: older ones would be replaced before any viewer could see them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from .frame import BadRecord, Frame, frame_from_record
+from .hub import FrameHub
+from .metrics import ConsumerMetrics
+from .settings import ConsumerSettings
+
+log = logging.getLogger(__name__)
+
+FETCH_OVERHEAD = 64 * 1024
+WARN_INTERVAL_S = 60.0
+
+
+class RateLimitedWarnings:
+    """Logs each kind of problem at most once per interval, with how many were suppressed."""
+
+    def __init__(self, interval_s: float = WARN_INTERVAL_S) -> None:
+        self._interval = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        extra = self._suppressed.pop(kind, 0)
+        self._last[kind] = now
+        log.warning("%s%s", message, f" ({extra} more since last said)" if extra else "")
+
+
+class FrameSubscriber:
+    """Polls the topic and publishes valid frames to the hub until stopped."""
+
+    def __init__(self, settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetrics,
+                 stop: threading.Event | None = None) -> None:
+        self._settings = settings
+        self._hub = hub
+        self._metrics = metrics
+        self._stop = stop or threading.Event()
+        self._warnings = RateLimitedWarnings()
+        self._thread: threading.Thread | None = None
+        self._consumer: KafkaConsumer | None = None
+        self.connected = False
+        self.last_poll_ok = 0.0
+        self.skipped = 0
+
+    def _create_consumer(self) -> KafkaConsumer:
+        s = self._settings
+        fetch_bytes = s.max_message_bytes + FETCH_OVERHEAD
+        return KafkaConsumer(
+            s.topic,
+            **s.kafka_client_config(),
+            group_id=s.group_id or None,
+            auto_offset_reset=s.start_from,
+            enable_auto_commit=bool(s.group_id),
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            fetch_min_bytes=1,
+            max_partition_fetch_bytes=fetch_bytes,
+            fetch_max_bytes=max(fetch_bytes, 64 * 1024 * 1024),
+            receive_message_max_bytes=max(100_000_000, fetch_bytes * 2),
+            max_poll_records=200,
+            reconnect_backoff_max_ms=2000,
+        )
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kafka-subscriber", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._consumer is None:
+                    self._consumer = self._create_consumer()
+                self._poll_loop(self._consumer)
+            except KafkaError as err:
+                self._set_connected(False, f"{type(err).__name__}")
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("unexpected error in the Kafka subscriber; continuing")
+                self._stop.wait(1.0)
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def _poll_loop(self, consumer: KafkaConsumer) -> None:
+        next_lag = 0.0
+        while not self._stop.is_set():
+            batches = consumer.poll(timeout_ms=500)
+            self._set_connected(consumer.bootstrap_connected() or bool(batches))
+            if batches:
+                self.last_poll_ok = time.monotonic()
+                self._handle(batches)
+            if time.monotonic() >= next_lag:
+                next_lag = time.monotonic() + 5.0
+                self._update_lag(consumer)
+
+    def _handle(self, batches: dict[Any, list[Any]]) -> None:
+        newest: dict[str, Frame] = {}
+        for records in batches.values():
+            for record in records:
+                try:
+                    frame = frame_from_record(record.key, record.value, record.headers,
+                                              self._settings.max_message_bytes)
+                except BadRecord as bad:
+                    self.skipped += 1
+                    self._metrics.records_skipped.labels(bad.reason).inc()
+                    self._warnings.warn(bad.reason, f"skipping record at {record.topic}/{record.partition}"
+                                                    f"@{record.offset}: {bad}")
+                    continue
+                previous = newest.get(frame.camera_id)
+                if previous is not None:
+                    self._metrics.frames_superseded.labels(frame.camera_id).inc()
+                newest[frame.camera_id] = frame
+                self._metrics.frames_in.labels(frame.camera_id).inc()
+                self._metrics.bytes_in.labels(frame.camera_id).inc(len(frame.jpeg))
+        now_ns = time.time_ns()
+        for frame in newest.values():
+            self._metrics.latency.labels(frame.camera_id).observe(max(0, now_ns - frame.capture_ts_ns) / 1e9)
+            self._hub.publish(frame)
+
+    def _update_lag(self, consumer: KafkaConsumer) -> None:
+        try:
+            lag = 0
+            for tp in consumer.assignment():
+                high, pos = consumer.highwater(tp), consumer.position(tp, timeout_ms=1000)
+                if high is not None and pos is not None:
+                    lag += max(0, high - pos)
+            self._metrics.lag.set(lag)
+        except KafkaError:
+            pass
+
+    def _set_connected(self, connected: bool, why: str = "") -> None:
+        if connected != self.connected:
+            self.connected = connected
+            self._metrics.kafka_up.set(1 if connected else 0)
+            if connected:
+                log.info("Kafka subscriber connected to %s, topic %s", self._settings.bootstrap_servers,
+                         self._settings.topic)
+            else:
+                log.warning("Kafka subscriber lost the brokers%s; retrying", f" ({why})" if why else "")
