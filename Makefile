@@ -1,0 +1,23 @@
+# The README's commands. Each target installs what it needs first (scripts/setup.sh is idempotent).
+PY := .venv/bin/python
+
+.PHONY: setup demo test lint bench bench-smoke
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(PY) -m harness.demo
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -v
+
+lint: setup
+	$(PY) -m ruff check .
+
+bench: setup
+	$(PY) -m bench
+
+bench-smoke: setup
+	$(PY) -m bench --smoke

@@ -1,0 +1,94 @@
+"""Settings: defaults < config.env < environment < flags, every bad value named in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from rtsp_kafka_mjpeg.settings import ConsumerSettings, ProducerSettings, SettingsError, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_apply_when_nothing_is_set(tmp_path: Path) -> None:
+    s = resolve(ProducerSettings, {"config": None}, {"CONFIG_FILE": str(ROOT / "config.env")})
+    assert s.bootstrap_servers == "localhost:9092"
+    assert s.jpeg_quality == 80
+    assert s.camera_id == "cam1"
+
+
+def test_environment_beats_config_file_and_flags_beat_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.env"
+    cfg.write_text("JPEG_QUALITY=60\nCAMERA_ID=file\nKAFKA_TOPIC=from-file\n")
+    env = {"CONFIG_FILE": str(cfg), "JPEG_QUALITY": "70", "CAMERA_ID": "env"}
+    s = resolve(ProducerSettings, {"camera_id": "flag"}, env)
+    assert (s.topic, s.jpeg_quality, s.camera_id) == ("from-file", 70, "flag")
+
+
+def test_config_env_lists_every_key_with_its_default() -> None:
+    values = dotenv_values(ROOT / "config.env")
+    declared = {}
+    for cls in (ProducerSettings, ConsumerSettings):
+        for f in dataclasses.fields(cls):
+            declared[f.metadata["key"]] = f.default
+    assert set(values) == set(declared)
+    for key, default in declared.items():
+        shown = ("true" if default else "false") if isinstance(default, bool) else str(default)
+        assert values[key] == shown, key
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
+    ({"HTTP_PORT": "abc"}, "HTTP_PORT"),
+    ({"KAFKA_BOOTSTRAP_SERVERS": "nohostport"}, "KAFKA_BOOTSTRAP_SERVERS"),
+    ({"CAMERA_STALE_S": "-1"}, "CAMERA_STALE_S"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "KAFKA_SASL_MECHANISM"),
+])
+def test_invalid_values_name_the_setting(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError, match=needle):
+        resolve(ConsumerSettings, {}, {"CONFIG_FILE": str(ROOT / "config.env"), **env})
+
+
+def test_unknown_key_in_config_file_is_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.env"
+    cfg.write_text("JPEG_QUALTY=60\n")
+    with pytest.raises(SettingsError, match="JPEG_QUALTY"):
+        resolve(ProducerSettings, {}, {"CONFIG_FILE": str(cfg)})
+
+
+def test_secret_values_are_not_echoed_in_errors() -> None:
+    with pytest.raises(SettingsError) as err:
+        resolve(ProducerSettings, {}, {"CONFIG_FILE": str(ROOT / "config.env"), "KAFKA_SASL_PASSWORD": "hunter2",
+                                       "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN"})
+    assert "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize("script", ["producer.py", "consumer.py"])
+def test_help_documents_every_flag_with_its_key_and_default(script: str) -> None:
+    out = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    cls = ProducerSettings if script == "producer.py" else ConsumerSettings
+    text = " ".join(out.stdout.split())
+    for f in dataclasses.fields(cls):
+        assert f.metadata["flag"] in text
+        assert f.metadata["key"] in text
+    assert "(default: localhost:9092)" in text
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--jpeg-quality", "0"], "--jpeg-quality"),
+    (["--max-fps", "-5"], "--max-fps"),
+    (["--source", "rtsp//nohost"], "--source"),
+    (["--source", "rtsp://"], "--source"),
+    (["--no-such-flag"], "unrecognized"),
+])
+def test_bad_producer_flags_exit_2_with_one_line(args: list[str], needle: str) -> None:
+    out = subprocess.run([sys.executable, "producer.py", *args], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+    assert "Traceback" not in out.stderr
