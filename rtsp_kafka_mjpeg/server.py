@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -44,8 +46,21 @@ def build_wsgi_app(settings: ConsumerSettings) -> Any:
     subscriber = FrameSubscriber(settings, hub, metrics)
     subscriber.start()
     app = create_app(settings, hub, metrics)
-    app.extensions["subscriber"] = subscriber
+    app.extensions.update(subscriber=subscriber, hub=hub)
     return app
+
+
+def release_viewers_on_shutdown(worker: Any) -> None:
+    """gunicorn hook: when the worker is told to stop, end every stream at once instead of
+    letting open MJPEG responses run into the graceful timeout and a SIGKILL."""
+
+    def watch() -> None:
+        while worker.alive:
+            time.sleep(0.2)
+        worker.wsgi.extensions["hub"].close()
+        worker.wsgi.extensions["subscriber"].stop()
+
+    threading.Thread(target=watch, name="shutdown-watch", daemon=True).start()
 
 
 class StreamServer(BaseApplication):
@@ -74,6 +89,8 @@ class StreamServer(BaseApplication):
             "limit_request_line": 4094,
             "limit_request_fields": 100,
             "limit_request_field_size": 8190,
+            "control_socket_disable": True,
+            "post_worker_init": release_viewers_on_shutdown,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

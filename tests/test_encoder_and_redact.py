@@ -24,7 +24,7 @@ def test_encoder_resizes_keeping_aspect_ratio() -> None:
 
 def test_an_oversized_frame_is_shrunk_to_fit_the_limit() -> None:
     enc = JpegEncoder(quality=95, max_bytes=150_000)
-    data, w, _ = enc.encode(noise(640, 480))
+    data, _, _ = enc.encode(noise(640, 480))
     assert len(data) <= 150_000 and enc.shrunk == 1
 
 

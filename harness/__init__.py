@@ -1,0 +1,1 @@
+"""Start real services (Kafka broker, RTSP camera) for the demo, tests and benchmark."""

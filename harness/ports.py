@@ -1,0 +1,45 @@
+"""Loopback port helpers.
+
+Every service the harness starts listens on 127.0.0.1 on a port the kernel picked, so parallel
+test runs and a developer's own services on 9092/8554 never collide.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+
+    The kernel picks it (bind to port 0); there is a small race until the caller binds it,
+    which is acceptable for tests on one machine.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Return True when a TCP connect to host:port succeeds right now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> None:
+    """Block until host:port accepts TCP connections.
+
+    Raises TimeoutError after ``timeout`` seconds, so a service that never comes up fails the
+    caller quickly instead of hanging a test run.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if port_open(host, port):
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{host}:{port} did not accept connections within {timeout:.1f}s")
+        time.sleep(0.05)

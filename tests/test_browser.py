@@ -1,0 +1,47 @@
+"""The index page in a real headless Chromium (Debian's) shows live, decoded video."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, app_env, read_parts, wait_for
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-quic"]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+
+@pytest.fixture
+def browser_page():
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                        args=CHROMIUM_ARGS, viewport={"width": 1000, "height": 640})
+        page = context.new_page()
+        yield page
+        context.close()
+
+
+def test_index_page_shows_live_video_in_chromium(kafka, camera, topic, start_app, browser_page) -> None:
+    env = app_env(kafka.bootstrap, topic)
+    start_app("producer.py", env, "--source", camera.url, "--camera-id", "door")
+    consumer = start_app("consumer.py", env)
+    assert wait_for(lambda: len(read_parts(f"{consumer.url}/video_feed", 1, 5)) == 1, 30)
+
+    page = browser_page
+    page.goto(f"{consumer.url}/", wait_until="commit")
+    page.wait_for_function("() => { const i = document.querySelector('.tile img'); return i && i.naturalWidth > 0 }",
+                           timeout=20000)
+    assert page.eval_on_selector(".tile img", "i => [i.naturalWidth, i.naturalHeight]") == [640, 360]
+    assert page.inner_text(".tile .name") == "door"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    img = page.locator(".tile img")
+    first = img.screenshot(path=str(SCREENSHOTS / "video-1.png"))
+    page.wait_for_timeout(700)
+    second = img.screenshot(path=str(SCREENSHOTS / "video-2.png"))
+    assert first != second, "two screenshots 0.7 s apart are identical: the video is not live"
+    page.screenshot(path=str(SCREENSHOTS / "index.png"))
+    assert Path(SCREENSHOTS / "index.png").stat().st_size > 0
