@@ -1,0 +1,81 @@
+"""`make demo`: a local Kafka broker, a demo RTSP camera, producer.py and consumer.py, together.
+
+Everything runs on loopback with config.env's defaults (broker localhost:9092, camera
+rtsp://127.0.0.1:8554/cam, viewer http://127.0.0.1:5000/), so what the demo shows is exactly
+what a user gets running the two CLIs by hand. Ctrl-C stops all four.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from harness import procs
+from harness.kafka_broker import KafkaBroker
+from harness.ports import port_open
+from harness.rtsp_camera import RtspCamera
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("demo")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kafka-port", type=int, default=9092)
+    parser.add_argument("--camera-port", type=int, default=8554)
+    parser.add_argument("--http-port", type=int, default=5000)
+    parser.add_argument("--size", default="1280x720", help="camera picture size WxH")
+    parser.add_argument("--fps", type=int, default=25)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    width, height = (int(v) for v in args.size.split("x"))
+
+    for port, what in ((args.kafka_port, "Kafka"), (args.camera_port, "camera"), (args.http_port, "viewer")):
+        if port_open("127.0.0.1", port):
+            sys.exit(f"demo: port {port} ({what}) is already in use; stop what runs there or pick another port")
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    broker = KafkaBroker(port=args.kafka_port, data_dir=ROOT / ".cache" / "demo-kafka")
+    camera = RtspCamera(port=args.camera_port, width=width, height=height, fps=args.fps)
+    apps: list[subprocess.Popen[bytes]] = []
+    try:
+        log.info("starting Kafka broker on 127.0.0.1:%d", args.kafka_port)
+        broker.start()
+        camera.start()
+        log.info("demo camera streaming at %s", camera.url)
+        common = ["--bootstrap-servers", f"127.0.0.1:{args.kafka_port}"]
+        for argv in (["producer.py", *common, "--source", camera.url, "--camera-id", "demo"],
+                     ["consumer.py", *common, "--port", str(args.http_port)]):
+            proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT)
+            procs.track(proc)
+            apps.append(proc)
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", args.http_port) and time.monotonic() < deadline and not stop.is_set():
+            time.sleep(0.2)
+        print(f"\n  Open http://127.0.0.1:{args.http_port}/  (stream: http://127.0.0.1:{args.http_port}/video_feed)"
+              "\n  Ctrl-C stops the demo.\n", flush=True)
+        while not stop.wait(1.0):
+            for proc in apps:
+                if proc.poll() is not None:
+                    log.error("%s exited with status %s", proc.args[1], proc.returncode)
+                    stop.set()
+    finally:
+        for proc in reversed(apps):
+            procs.terminate(proc)
+        camera.stop()
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
