@@ -15,6 +15,7 @@ from collections.abc import Sequence  # noqa: E402
 from kafka import KafkaAdminClient  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
 
+from rtsp_kafka_mjpeg.auth import is_loopback  # noqa: E402
 from rtsp_kafka_mjpeg.publisher import describe_kafka_error  # noqa: E402
 from rtsp_kafka_mjpeg.redact import setup_logging  # noqa: E402
 from rtsp_kafka_mjpeg.server import BindError, StreamServer, check_bindable  # noqa: E402
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BindError as err:
         fail(PROG, f"{err} (check HTTP_HOST / HTTP_PORT)")
     check_brokers(settings)
+    if not is_loopback(settings.host) and not (settings.viewer_token or settings.viewer_username):
+        log.warning("HTTP_HOST %s exposes the video to the network without authentication; "
+                    "set VIEWER_TOKEN or VIEWER_USERNAME/VIEWER_PASSWORD", settings.host)
     log.info("serving topic %s from %s at http://%s:%d/", settings.topic, settings.bootstrap_servers,
              settings.host, settings.port)
     StreamServer(settings).run()

@@ -45,7 +45,7 @@ def build_wsgi_app(settings: ConsumerSettings) -> Any:
     metrics = ConsumerMetrics()
     subscriber = FrameSubscriber(settings, hub, metrics)
     subscriber.start()
-    app = create_app(settings, hub, metrics)
+    app = create_app(settings, hub, metrics, kafka_connected=lambda: subscriber.connected)
     app.extensions.update(subscriber=subscriber, hub=hub)
     return app
 

@@ -240,6 +240,13 @@ class ConsumerSettings(KafkaSettings):
     socket_lowat_bytes: int = option(65536, "VIEWER_SOCKET_LOWAT_BYTES", "--socket-lowat-bytes",
                                      "unsent bytes kept per viewer socket (TCP_NOTSENT_LOWAT)",
                                      int_range(4096, 16 * 1024 * 1024))
+    viewer_token: str = option("", "VIEWER_TOKEN", "--viewer-token",
+                               "require this token (?token= or 'Authorization: Bearer') on every route but /healthz",
+                               secret=True)
+    viewer_username: str = option("", "VIEWER_USERNAME", "--viewer-username",
+                                  "require HTTP basic auth with this user (and VIEWER_PASSWORD)")
+    viewer_password: str = option("", "VIEWER_PASSWORD", "--viewer-password", "HTTP basic auth password",
+                                  secret=True)
 
 
 S = TypeVar("S", bound=KafkaSettings)
@@ -327,6 +334,8 @@ def _check_consistency(settings: KafkaSettings) -> None:
         raise SettingsError("KAFKA_SECURITY_PROTOCOL is SASL_* but KAFKA_SASL_MECHANISM is empty")
     if settings.sasl_mechanism and not (settings.sasl_username and settings.sasl_password):
         raise SettingsError("KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+    if isinstance(settings, ConsumerSettings) and bool(settings.viewer_username) != bool(settings.viewer_password):
+        raise SettingsError("VIEWER_USERNAME and VIEWER_PASSWORD must be set together")
 
 
 def fail(prog: str, message: str, status: int = 1) -> NoReturn:
