@@ -12,26 +12,14 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
-from kafka import KafkaAdminClient  # noqa: E402
-from kafka.errors import KafkaError  # noqa: E402
-
 from rtsp_kafka_mjpeg.auth import is_loopback  # noqa: E402
-from rtsp_kafka_mjpeg.publisher import describe_kafka_error  # noqa: E402
+from rtsp_kafka_mjpeg.kafka_connect import BrokerUnavailable, check_brokers  # noqa: E402
 from rtsp_kafka_mjpeg.redact import setup_logging  # noqa: E402
 from rtsp_kafka_mjpeg.server import BindError, StreamServer, check_bindable  # noqa: E402
 from rtsp_kafka_mjpeg.settings import ConsumerSettings, fail, load  # noqa: E402
 
 PROG = "consumer.py"
 log = logging.getLogger("consumer")
-
-
-def check_brokers(settings: ConsumerSettings) -> None:
-    """Fail fast with one line when the brokers are unreachable or refuse our credentials."""
-    try:
-        admin = KafkaAdminClient(**settings.kafka_client_config())
-    except KafkaError as err:
-        fail(PROG, describe_kafka_error(err, settings))
-    admin.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_bindable(settings.host, settings.port)
     except BindError as err:
         fail(PROG, f"{err} (check HTTP_HOST / HTTP_PORT)")
-    check_brokers(settings)
+    try:
+        check_brokers(settings)
+    except BrokerUnavailable as err:
+        fail(PROG, str(err))
     if not is_loopback(settings.host) and not (settings.viewer_token or settings.viewer_username):
         log.warning("HTTP_HOST %s exposes the video to the network without authentication; "
                     "set VIEWER_TOKEN or VIEWER_USERNAME/VIEWER_PASSWORD", settings.host)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from rtsp_kafka_mjpeg.encoder import JpegEncoder
+from rtsp_kafka_mjpeg.kafka_connect import BrokerUnavailable
 from rtsp_kafka_mjpeg.pipeline import ProducerPipeline, StatusLine
-from rtsp_kafka_mjpeg.publisher import RECORD_OVERHEAD, BrokerUnavailable, FramePublisher, ensure_topic
+from rtsp_kafka_mjpeg.publisher import RECORD_OVERHEAD, FramePublisher, ensure_topic
 from rtsp_kafka_mjpeg.redact import setup_logging
 from rtsp_kafka_mjpeg.settings import ProducerSettings, fail, load
 from rtsp_kafka_mjpeg.source import FrameSource, SourceError

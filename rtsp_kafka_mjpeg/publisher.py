@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .frame import Frame
+from .kafka_connect import BrokerUnavailable, explained_failures
 from .settings import ProducerSettings
 
 log = logging.getLogger(__name__)
@@ -23,16 +24,10 @@ log = logging.getLogger(__name__)
 RECORD_OVERHEAD = 4096  # key, headers and batch framing around the JPEG
 
 
-class BrokerUnavailable(RuntimeError):
-    """The brokers could not be reached or refused us (auth, TLS)."""
-
-
 def ensure_topic(settings: ProducerSettings) -> bool:
     """Create the topic with frame-sized limits if it is missing; True when we created it."""
-    try:
+    with explained_failures(settings):
         admin = KafkaAdminClient(**settings.kafka_client_config())
-    except KafkaError as err:
-        raise BrokerUnavailable(describe_kafka_error(err, settings)) from None
     try:
         admin.create_topics({settings.topic: {
             "num_partitions": settings.partitions,
@@ -54,16 +49,6 @@ def ensure_topic(settings: ProducerSettings) -> bool:
         admin.close()
 
 
-def describe_kafka_error(err: Exception, settings: ProducerSettings | Any) -> str:
-    """One line for a start-up failure to reach the brokers."""
-    name = type(err).__name__
-    if "Sasl" in name or "Authentication" in name:
-        return (f"Kafka authentication failed at {settings.bootstrap_servers} ({name}); "
-                "check KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD")
-    return (f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.connect_timeout_s:g} s "
-            f"({name}); check KAFKA_BOOTSTRAP_SERVERS")
-
-
 class FramePublisher:
     """Sends Frames to the topic asynchronously and counts what happened to each."""
 
@@ -71,7 +56,7 @@ class FramePublisher:
         self._topic = settings.topic
         self._limit = settings.max_inflight_bytes
         acks: int | str = "all" if settings.acks == "all" else int(settings.acks)
-        try:
+        with explained_failures(settings):
             self._producer = KafkaProducer(
                 **settings.kafka_client_config(),
                 acks=acks,
@@ -86,8 +71,6 @@ class FramePublisher:
                 retries=3,
                 reconnect_backoff_max_ms=2000,
             )
-        except KafkaError as err:
-            raise BrokerUnavailable(describe_kafka_error(err, settings)) from None
         self._lock = threading.Lock()
         self._inflight = 0
         self.sent = 0

@@ -1,0 +1,33 @@
+# One image for both halves of the pipeline: `python consumer.py` (the default) and `python producer.py`.
+# Every setting comes from config.env, overridden by environment variables (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, so editing the code does not reinstall them. All are binary wheels
+# (opencv-python-headless bundles its own FFmpeg), so no compiler or apt packages are needed.
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY producer.py consumer.py config.env ./
+COPY rtsp_kafka_mjpeg/ ./rtsp_kafka_mjpeg/
+
+# The code stays root-owned and read-only to the process that runs it.
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+USER app
+
+# In a container the consumer must listen on every interface to be reachable through a published
+# port (config.env's 127.0.0.1 would only answer inside the container).
+ENV HTTP_HOST=0.0.0.0
+EXPOSE 5000
+
+# Checks the consumer (the default command); the producer service turns it off in docker-compose.yml.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HTTP_PORT', '5000'), timeout=4)"]
+
+CMD ["python", "consumer.py"]
