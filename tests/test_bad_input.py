@@ -1,0 +1,140 @@
+"""Junk on the topic, oversized frames and vanishing clients: skipped, counted, never fatal."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+import pytest
+from conftest import CAMERA_FPS, app_env, read_parts, wait_for
+from kafka import KafkaConsumer, KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness.mjpeg_client import MjpegViewer
+
+GOOD_HEADERS = [("camera-id", b"door"), ("capture-ts-ns", b"1"), ("seq", b"1"), ("width", b"8"), ("height", b"8")]
+
+
+def metric_samples(url: str) -> dict[tuple[str, str | None], float]:
+    import urllib.request
+
+    body = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    return {(s.name, s.labels.get("reason") or s.labels.get("camera")): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
+
+
+def test_junk_records_are_skipped_counted_and_never_reach_viewers(kafka, camera, topic, start_app) -> None:
+    env = app_env(kafka.bootstrap, topic)
+    start_app("producer.py", env, "--source", camera.url, "--camera-id", "door")
+    consumer = start_app("consumer.py", {**env, "KAFKA_MAX_MESSAGE_BYTES": "200000"})
+    assert wait_for(lambda: len(read_parts(f"{consumer.url}/video_feed", 1, 5)) == 1, 30)
+
+    viewer = MjpegViewer(f"{consumer.url}/video_feed?camera=door")
+    viewer.read_parts(1, 10)
+    junk = KafkaProducer(**kafka.client_config(), max_request_size=1024 * 1024)
+    big_jpeg = b"\xff\xd8" + bytes(300_000) + b"\xff\xd9"
+    records = [
+        (b"door", b"not a jpeg at all", GOOD_HEADERS),          # non-JPEG bytes
+        (b"door", b"\xff\xd8\xff\xe0" + bytes(500), GOOD_HEADERS),  # truncated JPEG (no EOI)
+        (b"door", b"", GOOD_HEADERS),                            # empty value
+        (b"door", b"\xff\xd8" + bytes(50) + b"\xff\xd9", []),    # missing headers
+        (b"door", b"\xff\xd8" + bytes(50) + b"\xff\xd9",         # malformed headers
+         [("camera-id", b"door"), ("capture-ts-ns", b"yesterday"), ("seq", b"-"), ("width", b"x"), ("height", b"")]),
+        (None, b"\xff\xd8" + bytes(50) + b"\xff\xd9", None),     # a plain producer's record: no key, no headers
+        (b"door", big_jpeg, GOOD_HEADERS),                       # over the consumer's limit
+    ]
+    for _ in range(20):
+        for key, value, headers in records:
+            junk.send(topic, key=key, value=value, headers=headers)
+    junk.flush()
+    junk.close()
+
+    parts = viewer.read_parts(CAMERA_FPS * 3, 10)
+    viewer.close()
+    assert len(parts) >= CAMERA_FPS * 2, "the stream stalled after junk arrived"
+    for part in parts:
+        assert cv2.imdecode(np.frombuffer(part.body, np.uint8), cv2.IMREAD_COLOR) is not None
+        assert int(part.headers["content-length"]) < 200_000
+
+    samples = metric_samples(consumer.url)
+    for reason in ("not_jpeg", "empty", "missing_header", "bad_header", "oversized"):
+        assert samples.get(("mjpeg_records_skipped_total", reason), 0) >= 20, reason
+    log = consumer.log()
+    assert log.count("skipping record") <= 6, "bad records must be logged at most once per reason and interval"
+    assert "Traceback" not in log
+
+
+def test_frames_over_the_record_limit_are_shrunk_and_said_once(kafka, topic, start_app, tmp_path: Path) -> None:
+    noise = tmp_path / "noise.avi"
+    writer = cv2.VideoWriter(str(noise), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        writer.write(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8))
+    writer.release()
+    limit = 256 * 1024
+    producer = start_app("producer.py", app_env(kafka.bootstrap, topic, KAFKA_MAX_MESSAGE_BYTES=str(limit)),
+                         "--source", str(noise), "--jpeg-quality", "100", "--camera-id", "noise")
+    consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest", consumer_timeout_ms=20000,
+                             max_partition_fetch_bytes=4 * 1024 * 1024)
+    sizes = []
+    for record in consumer:
+        sizes.append(len(record.value))
+        if len(sizes) >= 10:
+            break
+    consumer.close()
+    assert len(sizes) >= 10 and max(sizes) <= limit
+    assert producer.log().count("exceeds the") == 1
+
+
+@pytest.fixture
+def consumer_worker(kafka, camera, topic, start_app):
+    env = app_env(kafka.bootstrap, topic)
+    start_app("producer.py", env, "--source", camera.url, "--camera-id", "door")
+    consumer = start_app("consumer.py", env)
+    assert wait_for(lambda: len(read_parts(f"{consumer.url}/video_feed", 1, 5)) == 1, 30)
+    master = psutil.Process(consumer.proc.pid)
+    return consumer, master.children()[0]
+
+
+def test_clients_that_vanish_mid_stream_leave_nothing_behind(consumer_worker) -> None:
+    consumer, worker = consumer_worker
+    read_parts(f"{consumer.url}/video_feed", 5, 10)  # warm up
+    time.sleep(1)
+    before = (worker.num_fds(), worker.num_threads(), worker.memory_info().rss)
+    for _ in range(4):
+        viewers = [MjpegViewer(f"{consumer.url}/video_feed") for _ in range(50)]
+        for viewer in viewers:
+            viewer.read_parts(1, 5)
+        for viewer in viewers:  # vanish: reset, no goodbye
+            viewer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            viewer.close()
+        del viewers
+        gc.collect()
+    assert wait_for(lambda: worker.num_fds() <= before[0] + 2, 15), (before, worker.num_fds())
+    after = (worker.num_fds(), worker.num_threads(), worker.memory_info().rss)
+    print(f"200 vanished clients: fds {before[0]}->{after[0]}, threads {before[1]}->{after[1]}, "
+          f"rss {before[2] / 1e6:.1f}->{after[2] / 1e6:.1f} MB")
+    assert after[1] <= before[1]
+    assert after[2] - before[2] < 30e6
+    assert '"viewers":0' in __import__("urllib.request").request.urlopen(
+        f"{consumer.url}/healthz", timeout=5).read().decode().replace(" ", "")
+
+
+def test_a_client_that_never_reads_blocks_nobody(consumer_worker) -> None:
+    consumer, _ = consumer_worker
+    stuck = socket.create_connection(("127.0.0.1", consumer.port))
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(f"GET /video_feed HTTP/1.1\r\nHost: 127.0.0.1:{consumer.port}\r\n\r\n".encode())
+    time.sleep(3)  # its buffers fill up
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(len(read_parts(f"{consumer.url}/video_feed", CAMERA_FPS * 3, 5))))
+    t.start()
+    t.join(10)
+    stuck.close()
+    assert got and got[0] >= CAMERA_FPS * 3 * 0.9, got
