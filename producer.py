@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from rtsp_kafka_mjpeg.encoder import JpegEncoder
 from rtsp_kafka_mjpeg.kafka_connect import BrokerUnavailable
+from rtsp_kafka_mjpeg.metrics import serve_producer_metrics
 from rtsp_kafka_mjpeg.pipeline import ProducerPipeline, StatusLine
 from rtsp_kafka_mjpeg.publisher import RECORD_OVERHEAD, FramePublisher, ensure_topic
 from rtsp_kafka_mjpeg.redact import setup_logging
@@ -50,6 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                           settings.max_message_bytes - RECORD_OVERHEAD)
     pipeline = ProducerPipeline(settings.camera_id, source, encoder, publisher, stop, settings.max_fps)
     StatusLine(pipeline, stop).start()
+    if settings.metrics_port:
+        try:
+            serve_producer_metrics(pipeline, settings.metrics_port, settings.metrics_host)
+        except OSError as err:
+            source.stop()
+            publisher.close(timeout_s=1)
+            fail(PROG, f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: {err.strerror} "
+                       "(check PRODUCER_METRICS_PORT)")
     log.info("publishing camera %s from %s to topic %s at %s", settings.camera_id, source.display,
              settings.topic, settings.bootstrap_servers)
     pipeline.run()

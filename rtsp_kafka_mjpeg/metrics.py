@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -29,16 +33,37 @@ class ConsumerMetrics:
                               registry=r)
 
 
-class ProducerMetrics:
-    """What the producer exposes at /metrics on its own port (optional)."""
+class ProducerCollector:
+    """The producer's /metrics, read from the pipeline's own counters at scrape time (no double
+    bookkeeping on the per-frame path)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.frames_captured = Counter("producer_frames_captured", "Frames decoded from the camera", registry=r)
-        self.frames_published = Counter("producer_frames_published", "Frames acknowledged by Kafka", registry=r)
-        self.bytes_published = Counter("producer_bytes_published", "JPEG bytes acknowledged by Kafka", registry=r)
-        self.frames_dropped = Counter("producer_frames_dropped", "Frames not published, by reason", ["reason"],
-                                      registry=r)
-        self.inflight_bytes = Gauge("producer_inflight_bytes", "Bytes awaiting the broker", registry=r)
-        self.camera_up = Gauge("producer_camera_streaming", "1 while the camera delivers frames", registry=r)
+    def __init__(self, pipeline: Any) -> None:
+        self._p = pipeline
+
+    def collect(self) -> Iterator[Any]:
+        p = self._p
+        yield CounterMetricFamily("producer_frames_captured", "Frames decoded from the camera",
+                                  value=p.source.captured)
+        yield CounterMetricFamily("producer_frames_published", "Frames acknowledged by Kafka",
+                                  value=p.publisher.sent)
+        yield CounterMetricFamily("producer_bytes_published", "JPEG bytes acknowledged by Kafka",
+                                  value=p.publisher.sent_bytes)
+        dropped = CounterMetricFamily("producer_frames_dropped", "Frames not published, by reason",
+                                      labels=["reason"])
+        dropped.add_metric(["superseded_before_encode"], p.source.skipped)
+        for reason, count in {**p.dropped, **p.publisher.dropped}.items():
+            dropped.add_metric([reason], count)
+        yield dropped
+        yield CounterMetricFamily("producer_camera_reconnects", "Times the camera was reopened",
+                                  value=p.source.reconnects)
+        yield GaugeMetricFamily("producer_inflight_bytes", "Bytes awaiting the broker",
+                                value=p.publisher.inflight_bytes)
+        yield GaugeMetricFamily("producer_camera_streaming", "1 while the camera delivers frames",
+                                value=1 if p.source.state == "streaming" else 0)
+
+
+def serve_producer_metrics(pipeline: Any, port: int, host: str) -> None:
+    """Expose the producer's metrics on their own port (prometheus-client's HTTP server)."""
+    registry = CollectorRegistry()
+    registry.register(ProducerCollector(pipeline))
+    start_http_server(port, addr=host, registry=registry)

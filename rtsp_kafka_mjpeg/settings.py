@@ -218,6 +218,8 @@ class ProducerSettings(KafkaSettings):
                                "retention.ms of a created topic", int_range(60_000, 10**12))
     metrics_port: int = option(0, "PRODUCER_METRICS_PORT", "--metrics-port",
                                "serve Prometheus /metrics on this port (0: off)", int_range(0, 65535))
+    metrics_host: str = option("127.0.0.1", "PRODUCER_METRICS_HOST", "--metrics-host",
+                               "address for the producer's /metrics (0.0.0.0 exposes it)")
 
 
 @dataclasses.dataclass(frozen=True)

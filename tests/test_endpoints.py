@@ -15,6 +15,7 @@ from conftest import CAMERA_H, CAMERA_W, app_env, read_parts, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.mjpeg_client import MjpegViewer
+from harness.ports import free_port
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -104,3 +105,19 @@ def test_viewer_token_and_basic_auth_guard_every_route_but_healthz(kafka, camera
     wrong = base64.b64encode(b"ann:nope").decode()
     assert get(f"{url}/api/cameras", {"Authorization": f"Basic {wrong}"})[0] == 401
     assert wait_for(lambda: len(read_parts(f"{url}/video_feed?token=tok-3x4mpl3-value", 2, 5)) == 2, 30)
+
+
+def test_producer_serves_prometheus_metrics_on_its_own_port(kafka, camera, topic, start_app) -> None:
+    port = free_port()
+    start_app("producer.py", app_env(kafka.bootstrap, topic), "--source", camera.url, "--metrics-port", str(port))
+
+    def published() -> float:
+        try:
+            _, _, body = get(f"http://127.0.0.1:{port}/metrics")
+        except OSError:
+            return 0.0
+        samples = {s.name: s.value for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+        assert samples["producer_camera_streaming"] == 1.0
+        return samples["producer_frames_published_total"]
+
+    assert wait_for(lambda: published() >= 20, 30)

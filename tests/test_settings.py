@@ -92,3 +92,9 @@ def test_bad_producer_flags_exit_2_with_one_line(args: list[str], needle: str) -
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
     assert "Traceback" not in out.stderr
+
+
+def test_readme_settings_table_lists_every_key() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for key in dotenv_values(ROOT / "config.env"):
+        assert f"| `{key}` |" in readme, key

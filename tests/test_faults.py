@@ -1,0 +1,456 @@
+"""Fault injection on real parts: a camera that dies or hangs, a broker that crashes, a consumer
+that restarts. Each test measures how long recovery takes, prints the figures and records them in
+artifacts/faults.json (merged with what other runs wrote there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, LOG_DIR, ROOT, App, app_env, read_parts, wait_for
+from playwright.sync_api import Page, sync_playwright
+
+from harness.kafka_broker import KafkaBroker
+from harness.mjpeg_client import MjpegViewer, Part
+from harness.ports import free_port, port_open
+from harness.rtsp_camera import RtspCamera
+
+FIGURES = ROOT / "artifacts" / "faults.json"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-quic"]
+CAMERA_BACK_WITHIN_S = 10.0  # a camera that comes back is on screen again within this
+BROKER_OUTAGE_S = 60
+RSS_GROWTH_LIMIT = 100 * 2**20
+STOPPED_LINE = re.compile(r"stopped: (\d+) frames published, (\d+) dropped")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def log_dir() -> Path:
+    """This module's subprocess logs, in a folder of their own: the session-wide cleanup of
+    artifacts/logs/*.log (run by every pytest session, also a colleague's concurrent one) would
+    otherwise delete a log while a long fault test still needs to read it."""
+    path = LOG_DIR / "faults"
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.log"):
+        old.unlink()
+    return path
+
+
+def record_figures(test: str, figures: dict[str, Any]) -> None:
+    """Print the measured figures and merge them into artifacts/faults.json under the test's name."""
+    print(f"\n{test}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(FIGURES.read_text())
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data[test] = {**figures, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    tmp = FIGURES.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(FIGURES)
+
+
+def count_lines(app: App, needle: str) -> int:
+    return sum(needle in line for line in app.log().splitlines())
+
+
+def seconds(ns: int) -> float:
+    return round(ns / 1e9, 2)
+
+
+def http_status(url: str, timeout: float = 3.0) -> int:
+    """The HTTP status of a GET, or 0 when there was no answer in time."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as res:
+            res.read()
+            return res.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return 0
+
+
+class StreamRecorder:
+    """One MJPEG viewer connection, read in a background thread for as long as the test runs.
+
+    Keeps every part (with its arrival time) and notes when the server closed the socket, so a
+    test can tell "the same connection carried frames again" from "a new connection did".
+    """
+
+    def __init__(self, url: str) -> None:
+        self.viewer = MjpegViewer(url)
+        self.closed_ns: int | None = None
+        self._parts: list[Part] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stream-recorder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sock = self.viewer.sock
+        sock.settimeout(0.5)
+        while not self._stop.is_set():
+            try:
+                data = sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self.closed_ns = time.time_ns()
+                return
+            parts = self.viewer.on_data(data)
+            with self._lock:
+                self._parts.extend(parts)
+
+    @property
+    def parts(self) -> list[Part]:
+        with self._lock:
+            return list(self._parts)
+
+    def first_captured_after(self, ts_ns: int) -> Part | None:
+        return next((p for p in self.parts if p.capture_ts_ns > ts_ns), None)
+
+    def wait_captured_after(self, ts_ns: int, timeout: float) -> Part | None:
+        wait_for(lambda: self.first_captured_after(ts_ns) is not None, timeout, 0.02)
+        return self.first_captured_after(ts_ns)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.viewer.close()
+
+
+def sequences(parts: list[Part]) -> list[int]:
+    return [int(p.headers["x-sequence"]) for p in parts]
+
+
+def strictly_increasing(values: list[int]) -> bool:
+    return all(a < b for a, b in pairwise(values))
+
+
+@pytest.fixture
+def recorders() -> Iterator[list[StreamRecorder]]:
+    opened: list[StreamRecorder] = []
+    yield opened
+    for recorder in opened:
+        recorder.close()
+
+
+def wait_streaming(consumer: App, producer: App, camera_id: str = "door") -> None:
+    assert wait_for(lambda: len(read_parts(f"{consumer.url}/video_feed?camera={camera_id}", 1, 5)) == 1, 40), \
+        f"no frame reached the consumer\n--- producer ---\n{producer.log()}\n--- consumer ---\n{consumer.log()}"
+
+
+# -- 1. camera killed and restarted ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_producer_rides_out_a_camera_crash_and_video_resumes_within_seconds_of_its_return(
+        kafka, topic, start_app, recorders) -> None:
+    cam = RtspCamera(port=free_port(), width=CAMERA_W, height=CAMERA_H, fps=CAMERA_FPS)
+    cam.start()
+    try:
+        env = app_env(kafka.bootstrap, topic)
+        producer = start_app("producer.py", env, "--source", cam.url, "--camera-id", "door")
+        consumer = start_app("consumer.py", env)
+        wait_streaming(consumer, producer)
+        recorder = StreamRecorder(f"{consumer.url}/video_feed?camera=door")
+        recorders.append(recorder)
+        assert wait_for(lambda: len(recorder.parts) >= 10, 15), "viewer got no frames before the crash"
+
+        killed_ns = time.time_ns()
+        cam.kill()
+        assert wait_for(lambda: count_lines(producer, ": reconnecting") >= 1, 15), producer.log()
+        detected_s = seconds(time.time_ns() - killed_ns)
+        time.sleep(3)  # the camera stays dark for a few seconds
+        assert producer.proc.poll() is None, f"producer exited while the camera was down:\n{producer.log()}"
+
+        cam.start()
+        back_ns = time.time_ns()
+        first = recorder.wait_captured_after(killed_ns, 30)
+        assert first is not None, f"no new frame within 30 s of the camera's return\n{producer.log()}"
+        recovery_s = seconds(first.received_ns - back_ns)
+        assert wait_for(lambda: len([p for p in recorder.parts if p.capture_ts_ns > killed_ns]) >= 20, 10)
+        alive = producer.proc.poll() is None
+        log_text = producer.log()  # before the camera goes away for good
+    finally:
+        cam.close()
+
+    parts = recorder.parts
+    figures = {"camera_down_s": seconds(back_ns - killed_ns), "loss_detected_s": detected_s,
+               "recovery_s": recovery_s, "frames_before": sum(p.capture_ts_ns < killed_ns for p in parts),
+               "frames_after": sum(p.capture_ts_ns > killed_ns for p in parts)}
+    record_figures("camera_restart", figures)
+
+    assert alive, "the producer must survive a camera crash"
+    lines = log_text.splitlines()
+    assert sum(": reconnecting" in line for line in lines) == 1, log_text
+    assert sum(": streaming" in line for line in lines) == 2, log_text  # at start-up and after the return
+    assert "Traceback" not in log_text
+    assert recorder.closed_ns is None, "the consumer dropped the viewer during the camera outage"
+    assert strictly_increasing(sequences(parts)), sequences(parts)
+    assert recovery_s <= CAMERA_BACK_WITHIN_S, (
+        f"video back {recovery_s} s after the camera returned (limit {CAMERA_BACK_WITHIN_S} s)\n{log_text}")
+
+
+# -- 2. camera that hangs -------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_producer_detects_a_hung_camera_stays_responsive_and_recovers_when_it_resumes(
+        kafka, topic, start_app, recorders) -> None:
+    read_timeout_s = 2.0
+    cam = RtspCamera(port=free_port(), width=CAMERA_W, height=CAMERA_H, fps=CAMERA_FPS)
+    cam.start()
+    cam_pid = cam.pid
+    assert cam_pid is not None
+    stopped = False
+    try:
+        env = app_env(kafka.bootstrap, topic, SOURCE_READ_TIMEOUT_S=str(read_timeout_s))
+        producer = start_app("producer.py", env, "--source", cam.url, "--camera-id", "door")
+        consumer = start_app("consumer.py", env)
+        wait_streaming(consumer, producer)
+        recorder = StreamRecorder(f"{consumer.url}/video_feed?camera=door")
+        recorders.append(recorder)
+        assert wait_for(lambda: len(recorder.parts) >= 10, 15), "viewer got no frames before the hang"
+
+        # The camera freezes mid-stream: its TCP connection stays open but carries nothing.
+        frozen_ns = time.time_ns()
+        os.kill(cam_pid, signal.SIGSTOP)
+        stopped = True
+        assert wait_for(lambda: count_lines(producer, ": reconnecting") >= 1, read_timeout_s + 15, 0.05), \
+            f"the producer never noticed the hung camera\n{producer.log()}"
+        detected_s = seconds(time.time_ns() - frozen_ns)
+        time.sleep(4)
+        assert producer.proc.poll() is None, producer.log()
+
+        resumed_ns = time.time_ns()
+        os.kill(cam_pid, signal.SIGCONT)
+        stopped = False
+        first = recorder.wait_captured_after(resumed_ns, 40)
+        assert first is not None, f"no frame within 40 s of the camera resuming\n{producer.log()}"
+        recovery_s = seconds(first.received_ns - resumed_ns)
+
+        # Hang it again and stop the producer while it waits on the frozen camera.
+        os.kill(cam_pid, signal.SIGSTOP)
+        stopped = True
+        assert wait_for(lambda: count_lines(producer, ": reconnecting") >= 2, read_timeout_s + 15, 0.05), \
+            producer.log()
+        time.sleep(1)  # now inside a re-open attempt the camera will never answer
+        term_at = time.monotonic()
+        producer.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = producer.wait(30)
+        except Exception:  # noqa: BLE001 - a hang is the failure we are looking for
+            code = None
+        exit_s = round(time.monotonic() - term_at, 2)
+    finally:
+        if stopped:
+            os.kill(cam_pid, signal.SIGCONT)
+        cam.close()
+
+    figures = {"read_timeout_s": read_timeout_s, "hang_detected_s": detected_s, "recovery_after_resume_s": recovery_s,
+               "sigterm_exit_s_while_camera_hung": exit_s, "exit_code": code}
+    record_figures("camera_hang", figures)
+
+    assert detected_s <= read_timeout_s + 4, f"hang noticed only after {detected_s} s"
+    assert recovery_s <= CAMERA_BACK_WITHIN_S, f"video back {recovery_s} s after the camera resumed\n{producer.log()}"
+    assert code == 0, f"producer exit code {code} after SIGTERM while the camera hung\n{producer.log()}"
+    assert exit_s <= 5.0, f"producer took {exit_s} s to exit on SIGTERM while the camera hung"
+    assert "Traceback" not in producer.log()
+
+
+@pytest.mark.slow
+def test_a_camera_that_never_answers_at_start_up_fails_with_one_error_line_in_bounded_time(
+        kafka, topic, start_app) -> None:
+    open_timeout_s = 3.0
+    cam = RtspCamera(hang=True)
+    cam.start()
+    try:
+        env = app_env(kafka.bootstrap, topic, SOURCE_OPEN_TIMEOUT_S=str(open_timeout_s))
+        started = time.monotonic()
+        producer = start_app("producer.py", env, "--source", cam.url, "--camera-id", "door")
+        try:
+            code: int | None = producer.wait(open_timeout_s + 10)
+        except Exception:  # noqa: BLE001 - still running is the failure
+            code = None
+        elapsed = round(time.monotonic() - started, 2)
+    finally:
+        cam.close()
+
+    record_figures("camera_never_answers", {"open_timeout_s": open_timeout_s, "exit_s": elapsed, "exit_code": code})
+    text = producer.log()
+    assert code not in (None, 0), f"exit code {code} after {elapsed} s\n{text}"
+    errors = [line for line in text.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "cannot open video source" in errors[0], text
+    assert "Traceback" not in text
+
+
+# -- 3. broker crash ------------------------------------------------------------------------------
+
+@pytest.fixture
+def crash_broker() -> Iterator[KafkaBroker]:
+    """A broker of this test alone, on a fixed port so clients find it again after a restart."""
+    broker = KafkaBroker(port=free_port())
+    broker.start()
+    yield broker
+    broker.close()
+
+
+@pytest.mark.slow
+def test_a_broker_crash_is_ridden_out_with_bounded_memory_and_the_open_stream_resumes(
+        crash_broker, camera, topic, start_app, recorders) -> None:
+    broker = crash_broker
+    env = app_env(broker.bootstrap, topic)
+    producer = start_app("producer.py", env, "--source", camera.url, "--camera-id", "door")
+    consumer = start_app("consumer.py", env)
+    wait_streaming(consumer, producer)
+    assert http_status(f"{consumer.url}/healthz") == 200
+    recorder = StreamRecorder(f"{consumer.url}/video_feed?camera=door")
+    recorders.append(recorder)
+    assert wait_for(lambda: len(recorder.parts) >= 20, 15), "viewer got no frames before the crash"
+    proc = psutil.Process(producer.proc.pid)
+
+    rss_start = proc.memory_info().rss
+    killed_ns = time.time_ns()
+    broker.kill()
+    rss: list[int] = []
+    health: list[tuple[float, int]] = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < BROKER_OUTAGE_S:
+        assert producer.proc.poll() is None, f"producer died during the outage:\n{producer.log()}"
+        rss.append(proc.memory_info().rss)
+        health.append((round(time.monotonic() - t0, 1), http_status(f"{consumer.url}/healthz")))
+        time.sleep(max(0.0, len(rss) - (time.monotonic() - t0)))
+    rss_end_outage = proc.memory_info().rss
+    parts_in_outage = [p for p in recorder.parts if p.received_ns > killed_ns + 2 * 10**9]
+
+    restart_ns = time.time_ns()
+    broker.start()
+    ready_ns = time.time_ns()
+    first = recorder.wait_captured_after(killed_ns, 60)
+    assert first is not None, (f"no frame reached the open stream within 60 s of the broker's return\n"
+                               f"--- producer ---\n{producer.log()}\n--- consumer ---\n{consumer.log()}")
+    assert wait_for(lambda: http_status(f"{consumer.url}/healthz") == 200, 30), consumer.log()
+    healthy_ns = time.time_ns()
+    time.sleep(3)
+    live = [p for p in recorder.parts if p.received_ns > time.time_ns() - 2 * 10**9]
+    worst_age_ms = max(((p.received_ns - p.capture_ts_ns) / 1e6 for p in live), default=float("inf"))
+    fresh_seqs = sequences([p for p in recorder.parts if p.capture_ts_ns > killed_ns])
+
+    assert producer.proc.poll() is None, producer.log()
+    producer_code = producer.stop()
+    stopped = STOPPED_LINE.search(producer.log())
+    published, dropped = (int(stopped[1]), int(stopped[2])) if stopped else (-1, -1)
+
+    first_503 = next((t for t, status in health if status == 503), None)
+    figures = {"outage_s": seconds(restart_ns - killed_ns), "broker_restart_s": seconds(ready_ns - restart_ns),
+               "producer_rss_start_mb": round(rss_start / 2**20, 1), "producer_rss_max_mb": round(max(rss) / 2**20, 1),
+               "producer_rss_end_of_outage_mb": round(rss_end_outage / 2**20, 1),
+               "producer_rss_growth_mb": round((max(rss) - rss_start) / 2**20, 1),
+               "first_frame_after_broker_ready_s": seconds(first.received_ns - ready_ns),
+               "first_frame_age_ms": round((first.received_ns - first.capture_ts_ns) / 1e6),
+               "worst_age_after_recovery_ms": round(worst_age_ms), "healthz_503_after_s": first_503,
+               "healthz_200_after_broker_ready_s": seconds(healthy_ns - ready_ns),
+               "healthz_unanswered_samples": sum(status == 0 for _, status in health),
+               "frames_published": published, "frames_dropped": dropped,
+               "fresh_frames_on_open_stream": len(fresh_seqs)}
+    record_figures("broker_crash", figures)
+
+    plog, clog = producer.log(), consumer.log()
+    assert max(rss) - rss_start < RSS_GROWTH_LIMIT, f"producer RSS grew {figures['producer_rss_growth_mb']} MB"
+    assert "Kafka delivery failing" in plog and "Kafka delivery resumed" in plog, plog
+    assert producer_code == 0 and stopped, plog
+    assert dropped >= 0.5 * CAMERA_FPS * BROKER_OUTAGE_S, f"only {dropped} frames dropped over the outage\n{plog}"
+    assert not parts_in_outage, f"{len(parts_in_outage)} frames reached the viewer with the broker down"
+    assert recorder.closed_ns is None, "the viewer's connection was closed during the outage"
+    assert len(fresh_seqs) >= CAMERA_FPS and strictly_increasing(fresh_seqs), fresh_seqs
+    assert worst_age_ms < 1000, f"frames {worst_age_ms:.0f} ms old after recovery: a stale backlog"
+    assert figures["first_frame_after_broker_ready_s"] <= 15, figures
+    assert first_503 is not None, f"/healthz never said 503 with the broker down: {health}"
+    assert all(status == 503 for t, status in health if t >= first_503), health
+    assert "Kafka subscriber lost the brokers" in clog, clog
+    assert count_lines(consumer, "Kafka subscriber connected") >= 2, clog
+    assert "Traceback" not in plog and "Traceback" not in clog
+
+
+# -- 4. consumer restart, seen from a browser --------------------------------------------------------
+
+@pytest.fixture
+def chromium_page() -> Iterator[Page]:
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                        args=CHROMIUM_ARGS, viewport={"width": 1000, "height": 640})
+        page = context.new_page()
+        yield page
+        context.close()
+
+
+def picture_is_live(page: Page, gap_ms: int = 500) -> bool:
+    """The tile shows a decoded image and it changes: two element screenshots differ."""
+    img = page.locator(".tile img")
+    if not page.eval_on_selector(".tile img", "i => i.naturalWidth > 0"):
+        return False
+    first = img.screenshot()
+    page.wait_for_timeout(gap_ms)
+    second = img.screenshot()
+    return first != second and page.eval_on_selector(".tile img", "i => i.naturalWidth > 0")
+
+
+@pytest.mark.slow
+def test_an_open_index_page_shows_live_video_again_after_a_consumer_restart_without_reloading(
+        kafka, camera, topic, start_app, chromium_page) -> None:
+    env = app_env(kafka.bootstrap, topic)
+    producer = start_app("producer.py", env, "--source", camera.url, "--camera-id", "door")
+    consumer = start_app("consumer.py", env)
+    port = consumer.port
+    assert port is not None
+    wait_streaming(consumer, producer)
+
+    page = chromium_page
+    page.goto(f"{consumer.url}/", wait_until="commit")
+    page.wait_for_function("() => { const i = document.querySelector('.tile img'); return i && i.naturalWidth > 0 }",
+                           timeout=20000)
+    assert wait_for(lambda: picture_is_live(page), 10, 0), "video not live before the restart"
+    page.evaluate("() => { window.sameDocument = true }")
+
+    assert consumer.stop() is not None
+    assert not port_open("127.0.0.1", port)
+    page.wait_for_timeout(2500)  # the page's poll of /api/cameras fails meanwhile
+    dead_frozen = not picture_is_live(page)
+
+    started = time.monotonic()
+    restarted = start_app("consumer.py", env, "--port", str(port), wait_http=False)
+    assert wait_for(lambda: port_open("127.0.0.1", port) or restarted.proc.poll() is not None, 30, 0.05)
+    listening_s = round(time.monotonic() - started, 2)
+    assert restarted.proc.poll() is None, restarted.log()
+    live_again = wait_for(lambda: picture_is_live(page), 30, 0)
+    live_s = round(time.monotonic() - started, 2)
+    same_document = page.evaluate("() => window.sameDocument === true")
+    size = page.eval_on_selector(".tile img", "i => [i.naturalWidth, i.naturalHeight]")
+
+    record_figures("consumer_restart_browser", {"consumer_listening_s": listening_s, "picture_live_again_s": live_s,
+                                                "picture_live_after_listening_s": round(live_s - listening_s, 2)})
+    assert dead_frozen, "the picture kept changing with the consumer stopped"
+    assert live_again, f"the page never showed live video again ({live_s} s)\n{restarted.log()}"
+    assert same_document, "the page was reloaded"
+    assert size == [CAMERA_W, CAMERA_H]
+    assert live_s <= 15, f"live again only {live_s} s after the consumer restarted"
