@@ -45,3 +45,34 @@ def test_index_page_shows_live_video_in_chromium(kafka, camera, topic, start_app
     assert first != second, "two screenshots 0.7 s apart are identical: the video is not live"
     page.screenshot(path=str(SCREENSHOTS / "index.png"))
     assert Path(SCREENSHOTS / "index.png").stat().st_size > 0
+
+
+def test_index_shows_a_tile_per_camera_with_stats_and_no_signal(kafka, camera, topic, start_app,
+                                                                browser_page) -> None:
+    env = app_env(kafka.bootstrap, topic, CAMERA_STALE_S="2")
+    producers = {name: start_app("producer.py", env, "--source", camera.url, "--camera-id", name, *size)
+                 for name, size in (("front-door", []), ("garage", ["--width", "320"]),
+                                    ("backyard", ["--width", "480"]))}
+    consumer = start_app("consumer.py", env)
+    page = browser_page
+    page.goto(f"{consumer.url}/", wait_until="commit")
+    page.wait_for_function("() => [...document.querySelectorAll('.tile img')].filter(i => i.naturalWidth > 0)"
+                           ".length === 3", timeout=60000)
+    page.wait_for_function("() => [...document.querySelectorAll('.tile .stats')].every(s => / fps /.test("
+                           "s.textContent) && !/ 0\\.0 fps/.test(s.textContent))", timeout=30000)
+    tiles = {t["name"]: t for t in page.eval_on_selector_all(".tile", """tiles => tiles.map(t => ({
+        name: t.querySelector('.name').textContent, stats: t.querySelector('.stats').textContent,
+        nosignal: t.classList.contains('nosignal'), width: t.querySelector('img').naturalWidth}))""")}
+    assert set(tiles) == {"front-door", "garage", "backyard"}
+    assert tiles["front-door"]["stats"].startswith("640x360") and tiles["front-door"]["width"] == 640
+    assert tiles["garage"]["stats"].startswith("320x180") and tiles["garage"]["width"] == 320
+    assert tiles["backyard"]["stats"].startswith("480x270")
+    assert not any(t["nosignal"] for t in tiles.values())
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "index-three-cameras.png"))
+
+    producers["garage"].stop()
+    page.wait_for_selector('.tile.nosignal[data-camera="garage"]', timeout=15000)
+    assert page.locator(".tile.nosignal").count() == 1
+    assert "no signal" in page.inner_text('[data-camera="garage"] .info')
+    page.screenshot(path=str(SCREENSHOTS / "index-no-signal.png"))
