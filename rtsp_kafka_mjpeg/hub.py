@@ -46,10 +46,12 @@ class CameraSlot:
         self._rate_window: list[float] = []
 
     def fps(self, now: float | None = None) -> float:
-        """Frames received over the last 5 s, per second."""
+        """Receive rate over the last 5 s (0 once the camera has been quiet for a second)."""
         now = time.monotonic() if now is None else now
         recent = [t for t in self._rate_window if now - t <= 5.0]
-        return len(recent) / 5.0
+        if len(recent) < 2 or now - recent[-1] > 1.0:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
 
 
 class FrameHub:
