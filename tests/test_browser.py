@@ -69,7 +69,7 @@ def test_index_shows_a_tile_per_camera_with_stats_and_no_signal(kafka, camera, t
     assert tiles["backyard"]["stats"].startswith("480x270")
     assert not any(t["nosignal"] for t in tiles.values())
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "index-three-cameras.png"))
+    page.screenshot(path=str(SCREENSHOTS / "index-three-cameras.png"), full_page=True)
 
     producers["garage"].stop()
     page.wait_for_selector('.tile.nosignal[data-camera="garage"]', timeout=15000)
