@@ -16,7 +16,7 @@ from rtsp_kafka_mjpeg.encoder import JpegEncoder
 from rtsp_kafka_mjpeg.kafka_connect import BrokerUnavailable
 from rtsp_kafka_mjpeg.metrics import serve_producer_metrics
 from rtsp_kafka_mjpeg.pipeline import ProducerPipeline, StatusLine
-from rtsp_kafka_mjpeg.publisher import RECORD_OVERHEAD, FramePublisher, ensure_topic
+from rtsp_kafka_mjpeg.publisher import FramePublisher, prepare_topic
 from rtsp_kafka_mjpeg.redact import setup_logging
 from rtsp_kafka_mjpeg.settings import ProducerSettings, fail, load
 from rtsp_kafka_mjpeg.source import FrameSource, SourceError
@@ -32,8 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = threading.Event()
     try:
-        if settings.create_topic:
-            ensure_topic(settings)
+        frame_limit = prepare_topic(settings)
         publisher = FramePublisher(settings)
     except BrokerUnavailable as err:
         fail(PROG, str(err))
@@ -47,8 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    encoder = JpegEncoder(settings.jpeg_quality, settings.width, settings.height,
-                          settings.max_message_bytes - RECORD_OVERHEAD)
+    encoder = JpegEncoder(settings.jpeg_quality, settings.width, settings.height, frame_limit)
     pipeline = ProducerPipeline(settings.camera_id, source, encoder, publisher, stop, settings.max_fps)
     StatusLine(pipeline, stop).start()
     if settings.metrics_port:

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .frame import Frame
@@ -24,10 +25,28 @@ log = logging.getLogger(__name__)
 RECORD_OVERHEAD = 4096  # key, headers and batch framing around the JPEG
 
 
-def ensure_topic(settings: ProducerSettings) -> bool:
-    """Create the topic with frame-sized limits if it is missing; True when we created it."""
+def prepare_topic(settings: ProducerSettings) -> int:
+    """Create the topic with frame-sized limits if it is missing (and allowed to), and return the
+    largest JPEG the topic accepts, so no frame is ever sent that the broker would reject."""
     with explained_failures(settings):
         admin = KafkaAdminClient(**settings.kafka_client_config())
+    try:
+        if settings.create_topic:
+            _create_topic(admin, settings)
+        topic_limit = _topic_max_message_bytes(admin, settings.topic)
+    except KafkaError as err:
+        raise BrokerUnavailable(f"cannot prepare topic {settings.topic!r}: {type(err).__name__}: {err}") from None
+    finally:
+        admin.close()
+    limit = settings.max_message_bytes
+    if topic_limit is not None and topic_limit - RECORD_OVERHEAD < limit:
+        limit = max(1024, topic_limit - RECORD_OVERHEAD)
+        log.warning("topic %s accepts records up to %d bytes: frames are kept under %d bytes",
+                    settings.topic, topic_limit, limit)
+    return limit
+
+
+def _create_topic(admin: KafkaAdminClient, settings: ProducerSettings) -> None:
     try:
         admin.create_topics({settings.topic: {
             "num_partitions": settings.partitions,
@@ -40,13 +59,15 @@ def ensure_topic(settings: ProducerSettings) -> bool:
         }}, timeout_ms=int(settings.connect_timeout_s * 1000))
         log.info("created topic %s (%d partitions, replication %d)", settings.topic, settings.partitions,
                  settings.replication_factor)
-        return True
     except TopicAlreadyExistsError:
-        return False
-    except KafkaError as err:
-        raise BrokerUnavailable(f"cannot create topic {settings.topic!r}: {type(err).__name__}: {err}") from None
-    finally:
-        admin.close()
+        pass
+
+
+def _topic_max_message_bytes(admin: KafkaAdminClient, topic: str) -> int | None:
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, ["max.message.bytes"])
+    entries = admin.describe_configs([resource], config_filter="all").get("topic", {}).get(topic, {})
+    value = entries.get("max.message.bytes", {}).get("value")
+    return int(value) if value else None
 
 
 class FramePublisher:

@@ -13,7 +13,7 @@ import numpy as np
 import psutil
 import pytest
 from conftest import CAMERA_FPS, app_env, read_parts, wait_for
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.mjpeg_client import MjpegViewer
@@ -70,26 +70,50 @@ def test_junk_records_are_skipped_counted_and_never_reach_viewers(kafka, camera,
     assert "Traceback" not in log
 
 
-def test_frames_over_the_record_limit_are_shrunk_and_said_once(kafka, topic, start_app, tmp_path: Path) -> None:
-    noise = tmp_path / "noise.avi"
-    writer = cv2.VideoWriter(str(noise), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
+@pytest.fixture(scope="module")
+def noise_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 720p video of pure noise: its JPEGs are as large as JPEGs get."""
+    path = tmp_path_factory.mktemp("noise") / "noise.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
     rng = np.random.default_rng(0)
     for _ in range(20):
         writer.write(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8))
     writer.release()
-    limit = 256 * 1024
-    producer = start_app("producer.py", app_env(kafka.bootstrap, topic, KAFKA_MAX_MESSAGE_BYTES=str(limit)),
-                         "--source", str(noise), "--jpeg-quality", "100", "--camera-id", "noise")
+    return path
+
+
+def record_sizes(kafka, topic: str, count: int) -> list[int]:
     consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest", consumer_timeout_ms=20000,
                              max_partition_fetch_bytes=4 * 1024 * 1024)
     sizes = []
     for record in consumer:
         sizes.append(len(record.value))
-        if len(sizes) >= 10:
+        if len(sizes) >= count:
             break
     consumer.close()
+    return sizes
+
+
+def test_frames_over_the_record_limit_are_shrunk_and_said_once(kafka, topic, start_app, noise_video) -> None:
+    limit = 256 * 1024
+    producer = start_app("producer.py", app_env(kafka.bootstrap, topic, KAFKA_MAX_MESSAGE_BYTES=str(limit)),
+                         "--source", str(noise_video), "--jpeg-quality", "100", "--camera-id", "noise")
+    sizes = record_sizes(kafka, topic, 10)
     assert len(sizes) >= 10 and max(sizes) <= limit
     assert producer.log().count("exceeds the") == 1
+
+
+def test_an_existing_topic_with_a_smaller_limit_is_respected(kafka, topic, start_app, noise_video) -> None:
+    admin = KafkaAdminClient(**kafka.client_config())
+    admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1,
+                                 "configs": {"max.message.bytes": "150000"}}})
+    admin.close()
+    producer = start_app("producer.py", app_env(kafka.bootstrap, topic), "--source", str(noise_video),
+                         "--jpeg-quality", "95", "--camera-id", "noise")
+    sizes = record_sizes(kafka, topic, 10)
+    assert len(sizes) >= 10 and max(sizes) <= 150000 - 4096
+    assert "accepts records up to 150000 bytes" in producer.log()
+    assert "send_failed" not in producer.log() and "delivery failing" not in producer.log()
 
 
 @pytest.fixture
