@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import signal
+import subprocess
+import sys
 import threading
+import time
 
 import cv2
 import numpy as np
 import pytest
-from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, App, app_env, read_parts, wait_for
+from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, ROOT, App, app_env, read_parts, wait_for
 from kafka import KafkaConsumer
 
 from harness.mjpeg_client import MjpegViewer, Part
@@ -135,3 +140,29 @@ def test_rtsp_credentials_never_appear_in_logs(kafka, topic, start_app) -> None:
         text = app.log()
         assert "viewer:***@" in text
         assert "Sup3r-S3cret-pw" not in text and "Wr0ng-pa55word" not in text
+
+
+def test_producer_shows_a_status_line_on_a_terminal(kafka, camera, topic) -> None:
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "producer.py", "--source", camera.url], cwd=ROOT,
+                            env=app_env(kafka.bootstrap, topic), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    out = b""
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline and out.count(b"kbit/s") < 3:
+            out += os.read(controller, 65536)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        os.close(controller)
+    status = out.decode(errors="replace").split("\r")[-1]
+    assert "fps" in status and "kbit/s" in status and "dropped" in status and "streaming" in status, status
+
+
+def test_producer_logs_state_changes_not_frames(pipeline) -> None:
+    producer, _ = pipeline
+    time.sleep(3)
+    lines = producer.log().strip().splitlines()
+    assert 3 <= len(lines) <= 8, lines  # connecting, streaming, publishing (+ topic created)
