@@ -88,7 +88,9 @@ class FrameSource:
     def _reopen(self) -> None:
         retry = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(SourceError),
-            wait=tenacity.wait_random_exponential(multiplier=0.5, max=10),
+            # Capped low: a refused connection costs nothing, and video should return within
+            # seconds of the camera.
+            wait=tenacity.wait_random_exponential(multiplier=0.5, max=3),
             stop=tenacity.stop_when_event_set(self._stop),
             sleep=self._stop.wait,
             retry_error_callback=lambda _state: None,
@@ -111,9 +113,15 @@ class FrameSource:
         live = is_live(self.source)
         period = 1.0 / self.fps_hint if not live and self.fps_hint > 0 else 0.0
         next_at = time.monotonic()
+        stall_s = 0.9 * self._read_ms / 1000
         while not self._stop.is_set():
             cap = self._cap
+            started = time.monotonic()
             ok, image = cap.read() if cap is not None else (False, None)
+            if live and ok and time.monotonic() - started >= stall_s:
+                # A hung camera makes FFmpeg hand out frames it still held, one per read
+                # timeout: old pictures that would get fresh timestamps. Treat it as lost.
+                ok = False
             if not ok or image is None:
                 if not live and cap is not None and self.captured:
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # a file loops

@@ -104,16 +104,36 @@ class FrameSubscriber:
             self._consumer.close()
 
     def _poll_loop(self, consumer: KafkaConsumer) -> None:
-        next_lag = 0.0
+        next_probe = 0.0
         while not self._stop.is_set():
             batches = consumer.poll(timeout_ms=500)
-            self._set_connected(consumer.bootstrap_connected() or bool(batches))
             if batches:
                 self.last_poll_ok = time.monotonic()
+                self._set_connected(True)
                 self._handle(batches)
-            if time.monotonic() >= next_lag:
-                next_lag = time.monotonic() + 5.0
-                self._update_lag(consumer)
+            if time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + 1.0
+                self._probe(consumer)
+
+    def _probe(self, consumer: KafkaConsumer) -> None:
+        """Ask the brokers for the end offsets: proves connectivity while no frame arrives (an idle
+        camera is not a broker outage) and gives the consumer lag."""
+        try:
+            partitions = list(consumer.assignment())
+            if not partitions:
+                consumer.topics()
+                self._set_connected(True)
+                return
+            ends = consumer.end_offsets(partitions, timeout_ms=1000)
+            lag = 0
+            for tp, end in ends.items():
+                position = consumer.position(tp, timeout_ms=1000)
+                if end is not None and position is not None:
+                    lag += max(0, end - position)
+            self._metrics.lag.set(lag)
+            self._set_connected(True)
+        except KafkaError as err:
+            self._set_connected(False, type(err).__name__)
 
     def _handle(self, batches: dict[Any, list[Any]]) -> None:
         newest: dict[str, Frame] = {}
@@ -138,17 +158,6 @@ class FrameSubscriber:
         for frame in newest.values():
             self._metrics.latency.labels(frame.camera_id).observe(max(0, now_ns - frame.capture_ts_ns) / 1e9)
             self._hub.publish(frame)
-
-    def _update_lag(self, consumer: KafkaConsumer) -> None:
-        try:
-            lag = 0
-            for tp in consumer.assignment():
-                high, pos = consumer.highwater(tp), consumer.position(tp, timeout_ms=1000)
-                if high is not None and pos is not None:
-                    lag += max(0, high - pos)
-            self._metrics.lag.set(lag)
-        except KafkaError:
-            pass
 
     def _set_connected(self, connected: bool, why: str = "") -> None:
         if connected != self.connected:

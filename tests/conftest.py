@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, sync_playwright
 
 from harness import procs
 from harness.kafka_broker import KafkaBroker
@@ -29,9 +31,24 @@ CAMERA_W, CAMERA_H, CAMERA_FPS = 640, 360, 20
 def log_dir() -> Path:
     """Every subprocess log of the session lands here (the secrets test reads them all)."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    for old in LOG_DIR.glob("*.log"):
+    for old in LOG_DIR.rglob("*.log"):
         old.unlink()
     return LOG_DIR
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Page]:
+    """A page in Debian's headless Chromium with a fresh profile (no downloaded browser)."""
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                        args=CHROMIUM_ARGS, viewport={"width": 1000, "height": 640})
+        yield context.new_page()
+        context.close()
 
 
 @pytest.fixture(scope="session")

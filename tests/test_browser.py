@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-import pytest
 from conftest import ROOT, app_env, read_parts, wait_for
-from playwright.sync_api import sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--disable-quic"]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-
-
-@pytest.fixture
-def browser_page():
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                        args=CHROMIUM_ARGS, viewport={"width": 1000, "height": 640})
-        page = context.new_page()
-        yield page
-        context.close()
 
 
 def test_index_page_shows_live_video_in_chromium(kafka, camera, topic, start_app, browser_page) -> None:

@@ -54,7 +54,7 @@ def test_a_wrong_sasl_password_gives_one_clear_line(sasl_kafka, topic, start_app
 
 def test_zz_no_secret_appears_in_any_log_line_of_the_suite() -> None:
     """Runs last in this module: greps every log the suite's subprocesses wrote so far."""
-    logs = sorted(Path(LOG_DIR).glob("*.log"))
+    logs = sorted(Path(LOG_DIR).rglob("*.log"))
     assert logs, "no logs collected"
     for path in logs:
         text = path.read_text(errors="replace")
