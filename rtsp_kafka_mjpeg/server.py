@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from .hub import FrameHub
@@ -63,6 +64,14 @@ def release_viewers_on_shutdown(worker: Any) -> None:
     threading.Thread(target=watch, name="shutdown-watch", daemon=True).start()
 
 
+class _SameLogFormat(glogging.Logger):
+    """gunicorn's own messages through our handlers: one format, secrets masked."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self.error_log.handlers = list(logging.getLogger().handlers)
+
+
 class StreamServer(BaseApplication):
     """gunicorn, configured from our settings instead of its own CLI."""
 
@@ -83,6 +92,7 @@ class StreamServer(BaseApplication):
             "keepalive": 5,
             "accesslog": None,
             "errorlog": "-",
+            "logger_class": _SameLogFormat,
             "loglevel": s.log_level.lower(),
             "proc_name": "rtsp-kafka-mjpeg-consumer",
             "preload_app": False,
