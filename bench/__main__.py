@@ -1,0 +1,153 @@
+"""``python -m bench``: run the scenarios, print the table and goals, write bench/results/latest.json.
+
+Scenarios run grouped by resolution, so only one resolution's camera, producer and consumer are
+alive at a time (a leftover 720p producer would eat CPU while 2160p is measured). A scenario
+that breaks is recorded with its error and the run goes on: the report then says FAIL for what
+it could not measure instead of stopping short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import report, scenarios
+from .plan import OPTIONAL_SCENARIOS, PRESETS, RESOLUTIONS, SCENARIOS, Plan
+from .services import RESULTS_DIR, Services
+
+log = logging.getLogger("bench")
+
+Task = tuple[str, str, Callable[[scenarios.Context, Any], Any]]  # resolution, error key, function
+
+
+def csv(kind: type, allowed: tuple[str, ...] | None = None) -> Callable[[str], tuple[Any, ...]]:
+    def parse(text: str) -> tuple[Any, ...]:
+        items = tuple(kind(x.strip()) for x in text.split(",") if x.strip())
+        if allowed is not None:
+            bad = [x for x in items if x not in allowed]
+            if bad:
+                raise argparse.ArgumentTypeError(f"unknown {bad[0]!r}; choose from {', '.join(allowed)}")
+        if not items:
+            raise argparse.ArgumentTypeError("empty list")
+        return items
+
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="a few seconds per scenario at 720p only (CI)")
+    mode.add_argument("--quick", action="store_true", help="15 s windows instead of 25-60 s (development)")
+    parser.add_argument("--scenarios", type=csv(str, SCENARIOS + OPTIONAL_SCENARIOS),
+                        help=f"comma list from {', '.join(SCENARIOS + OPTIONAL_SCENARIOS)} (default: all but "
+                             "profile)")
+    parser.add_argument("--resolutions", type=csv(str, tuple(RESOLUTIONS)),
+                        help=f"floor/pipeline resolutions, from {', '.join(RESOLUTIONS)}")
+    parser.add_argument("--window", type=float, help="seconds for every measurement window (overrides the preset)")
+    parser.add_argument("--fanout-levels", type=csv(int), help="viewer counts, e.g. 1,10,50,100")
+    parser.add_argument("--profile", action="store_true", help="also run the py-spy profile scenario")
+    parser.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    plan = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    changes: dict[str, Any] = {}
+    if args.scenarios:
+        changes["scenarios"] = args.scenarios
+    if args.profile and "profile" not in (args.scenarios or plan.scenarios):
+        changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "profile")
+    if args.resolutions:
+        changes["resolutions"] = args.resolutions
+    if args.fanout_levels:
+        changes["fanout_levels"] = args.fanout_levels
+    if args.window:
+        changes.update(pipeline_s=args.window, fanout_s=args.window, slow_s=args.window, share_s=args.window,
+                       baseline_latency_s=args.window, profile_s=args.window)
+    return dataclasses.replace(plan, **changes), args
+
+
+def tasks(plan: Plan) -> list[Task]:
+    """The scenario calls of a plan, grouped by resolution in 720p -> 2160p order."""
+    want = set(plan.scenarios)
+    out: list[Task] = []
+    for name in RESOLUTIONS:
+        if name in plan.resolutions:
+            if "floor" in want:
+                out.append((name, f"floor:{name}", scenarios.floor))
+            if "pipeline" in want:
+                out.append((name, f"pipeline:{name}", scenarios.pipeline))
+        if name == plan.fanout_res:
+            if "fanout" in want:
+                out.append((name, "fanout", scenarios.fanout))
+            if "slow" in want:
+                out.append((name, "slow", scenarios.slow_viewer))
+            if "baseline" in want:
+                out.append((name, "baseline:share", scenarios.baseline_share))
+        if name == plan.profile_res and "profile" in want:
+            out.append((name, "profile", scenarios.profile))
+        if name == plan.baseline_latency_res and "baseline" in want:
+            if "pipeline" in want and name not in plan.resolutions:  # ours' side of the comparison
+                out.append((name, f"pipeline:{name}", scenarios.pipeline))
+            out.append((name, "baseline:latency", scenarios.baseline_latency))
+    return out
+
+
+def run(plan: Plan, bootstrap: str | None) -> dict[str, Any]:
+    started = time.monotonic()
+    errors: dict[str, str] = {}
+    with Services(bootstrap, RESULTS_DIR / "logs") as services:
+        ctx = scenarios.Context(plan, services)
+        ctx.results["meta"] = {
+            "mode": plan.mode,
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "plan": dataclasses.asdict(plan),
+            "cpus": os.cpu_count(),
+            "loadavg_start": os.getloadavg(),
+        }
+        todo = tasks(plan)
+        for i, (res_name, key, fn) in enumerate(todo):
+            log.info("--- %s", key)
+            try:
+                fn(ctx, RESOLUTIONS[res_name])
+            except Exception as err:
+                log.exception("%s failed", key)
+                errors[key] = f"{type(err).__name__}: {str(err)[:500]}"
+                services.release(res_name)
+            if i + 1 == len(todo) or todo[i + 1][0] != res_name:
+                services.release(res_name)
+        ctx.results["producer_lifetime"] = services.lifetimes
+    results = ctx.results
+    results["errors"] = errors
+    results["meta"]["duration_s"] = time.monotonic() - started
+    results["meta"]["loadavg_end"] = os.getloadavg()
+    results["goals"] = report.evaluate(results, errors)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan, args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: services stop by PID
+    results = run(plan, args.bootstrap)
+    report.write_json(results, args.out)
+    text = report.render(results, results["goals"])
+    args.out.with_suffix(".txt").write_text(text + "\n")
+    print(text)
+    log.info("results in %s", args.out)
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

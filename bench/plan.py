@@ -1,0 +1,71 @@
+"""What a run measures and for how long: resolutions, scenario names and window lengths.
+
+Three presets share one shape so that ``--smoke`` exercises exactly the code of a full run, only
+with shorter windows and fewer levels (CI checks that numbers come out, never their values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """A camera mode; the clip for it is encoded once and cached (``harness.clips``)."""
+
+    name: str
+    width: int
+    height: int
+    fps: int
+
+
+RESOLUTIONS: dict[str, Resolution] = {
+    r.name: r
+    for r in (
+        Resolution("720p30", 1280, 720, 30),
+        Resolution("1080p30", 1920, 1080, 30),
+        Resolution("2160p15", 3840, 2160, 15),
+    )
+}
+
+SCENARIOS = ("floor", "pipeline", "fanout", "slow", "baseline")
+OPTIONAL_SCENARIOS = ("profile",)  # needs py-spy; perturbs CPU, so never part of the measured set
+JPEG_QUALITY = 80  # the producer's default (config.env JPEG_QUALITY); the floor uses the same
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a run does. Windows are seconds of steady state, after ``settle_s``."""
+
+    mode: str
+    scenarios: tuple[str, ...] = SCENARIOS
+    resolutions: tuple[str, ...] = tuple(RESOLUTIONS)
+    floor_frames: int = 300  # per resolution, capped at 10 s of the clip
+    pipeline_s: float = 60.0  # per resolution; latency first-vs-last 10 s comes from this window
+    fanout_levels: tuple[int, ...] = (1, 10, 50, 100)
+    fanout_s: float = 25.0
+    slow_s: float = 60.0
+    slow_normal_viewers: int = 10
+    share_s: float = 30.0
+    baseline_latency_s: float = 60.0
+    baseline_latency_res: str = "2160p15"
+    fanout_res: str = "720p30"
+    settle_s: float = 3.0  # after start: the RTSP burst of buffered frames is over (REAL-PARTS)
+    warmup_s: float = 1.0  # viewers connected before their window opens (first part, TCP ramp-up)
+    edge_s: float = 10.0  # "first/last 10 s": shrunk to a third of a shorter window
+    profile_s: float = 20.0
+    profile_res: str = "1080p30"
+
+    def edge(self, window_s: float) -> float:
+        """Length of the first/last slice compared for flatness: 10 s, or a third of a short window."""
+        return min(self.edge_s, window_s / 3)
+
+
+FULL = Plan(mode="full")
+QUICK = dataclasses.replace(FULL, mode="quick", pipeline_s=15.0, fanout_s=10.0, slow_s=15.0, share_s=15.0,
+                            baseline_latency_s=15.0, floor_frames=150, profile_s=10.0)
+SMOKE = dataclasses.replace(
+    FULL, mode="smoke", resolutions=("720p30",), floor_frames=30, pipeline_s=3.0, fanout_levels=(5,),
+    fanout_s=2.5, warmup_s=0.5, slow_s=4.0, slow_normal_viewers=2, share_s=3.0, baseline_latency_s=3.0,
+    baseline_latency_res="720p30", settle_s=1.0, profile_s=3.0, profile_res="720p30")
+PRESETS = {p.mode: p for p in (FULL, QUICK, SMOKE)}
