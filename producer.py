@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokerUnavailable as err:
         fail(PROG, str(err))
     source = FrameSource(settings.source, settings.rtsp_transport, settings.open_timeout_s,
-                         settings.read_timeout_s, stop)
+                         settings.read_timeout_s, stop, settings.decode_threads)
     try:
         source.start()
     except SourceError as err:

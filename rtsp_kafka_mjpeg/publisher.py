@@ -91,6 +91,7 @@ class FramePublisher:
                 max_block_ms=int(settings.connect_timeout_s * 1000),
                 retries=3,
                 reconnect_backoff_max_ms=2000,
+                metrics_enabled=False,  # kafka-python's own sensors cost CPU per request; we count ourselves
             )
         self._lock = threading.Lock()
         self._inflight = 0

@@ -191,6 +191,9 @@ class ProducerSettings(KafkaSettings):
                                    "seconds to wait for the camera to open", float_range(0.5, 300))
     read_timeout_s: float = option(5.0, "SOURCE_READ_TIMEOUT_S", "--read-timeout",
                                    "seconds without a frame before the camera counts as lost", float_range(0.5, 300))
+    decode_threads: int = option(1, "SOURCE_DECODE_THREADS", "--decode-threads",
+                                 "FFmpeg decoder threads: 1 is cheapest per frame and adds no frame of delay; "
+                                 "0 lets FFmpeg choose (needed for 4K at 25-30 fps)", int_range(0, 64))
     max_fps: float = option(0.0, "MAX_FPS", "--max-fps", "publish at most this many frames/s (0: camera rate)",
                             float_range(0, 1000))
     width: int = option(0, "FRAME_WIDTH", "--width", "resize to this width (0: keep; height follows)",

@@ -47,12 +47,13 @@ class FrameSource:
     """Reads a camera in a background thread; `newest()` hands out the latest frame only."""
 
     def __init__(self, source: str, rtsp_transport: str = "tcp", open_timeout_s: float = 10.0,
-                 read_timeout_s: float = 5.0, stop: threading.Event | None = None) -> None:
+                 read_timeout_s: float = 5.0, stop: threading.Event | None = None, decode_threads: int = 1) -> None:
         self.source = source
         self.display = redact_url(source)
         self._transport = rtsp_transport
         self._open_ms = int(open_timeout_s * 1000)
         self._read_ms = int(read_timeout_s * 1000)
+        self._decode_threads = decode_threads
         self._stop = stop or threading.Event()
         self._cond = threading.Condition()
         self._latest: Captured | None = None
@@ -71,6 +72,8 @@ class FrameSource:
         os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self._transport}"
         target: str | int = int(self.source) if self.source.isdigit() else self.source
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._read_ms]
+        if self._decode_threads:
+            params += [cv2.CAP_PROP_N_THREADS, self._decode_threads]
         backend = cv2.CAP_ANY if isinstance(target, int) else cv2.CAP_FFMPEG
         cap = cv2.VideoCapture(target, backend, params)
         if not cap.isOpened():
