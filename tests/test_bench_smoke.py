@@ -67,3 +67,13 @@ def test_smoke_run_writes_every_figure_as_a_number(kafka, tmp_path: Path) -> Non
         assert isinstance(value, int | float) and not isinstance(value, bool), f"{'.'.join(path)} = {value!r}"
     assert {g["status"] for g in results["goals"]} <= {"PASS", "FAIL", "SKIP"}
     assert "Goals" in run.stdout and "vs tutorial" in run.stdout
+
+
+def test_the_bundled_tutorial_baseline_is_the_shared_one_unchanged() -> None:
+    shared = ROOT.parent / "shared" / "baseline"
+    bundled = ROOT / "bench" / "tutorial_baseline"
+    names = ("seed_producer.py", "seed_consumer.py")
+    assert all((bundled / name).is_file() for name in names)
+    if shared.is_dir():  # present on developer machines beside the checkout
+        for name in names:
+            assert (bundled / name).read_bytes() == (shared / name).read_bytes(), name
