@@ -45,6 +45,11 @@ class CameraSlot:
         self.viewers = 0
         self._rate_window: list[float] = []
 
+    def note_arrival(self, now: float) -> None:
+        self._rate_window.append(now)
+        if now - self._rate_window[0] > 5.0:
+            self._rate_window = [t for t in self._rate_window if now - t <= 5.0]
+
     def fps(self, now: float | None = None) -> float:
         """Receive rate over the last 5 s (0 once the camera has been quiet for a second)."""
         now = time.monotonic() if now is None else now
@@ -82,9 +87,7 @@ class FrameHub:
         with slot.cond:
             slot.frames_in += 1
             slot.latest = Published(frame, part, slot.frames_in, now)
-            slot._rate_window.append(now)
-            if len(slot._rate_window) > 512 or now - slot._rate_window[0] > 5.0:
-                slot._rate_window = [t for t in slot._rate_window if now - t <= 5.0]
+            slot.note_arrival(now)
             slot.cond.notify_all()
 
     def latest(self, camera_id: str) -> Published | None:

@@ -77,6 +77,8 @@ def test_camera_fps_is_the_recent_receive_rate() -> None:
     hub = FrameHub()
     hub.publish(frame(1))
     slot = hub.slot("c")
-    slot._rate_window = [100.0 + i / 20 for i in range(21)]  # 20 fps for one second
+    slot._rate_window.clear()
+    for i in range(21):  # 20 fps for one second
+        slot.note_arrival(100.0 + i / 20)
     assert abs(slot.fps(now=101.0) - 20.0) < 0.01
     assert slot.fps(now=103.0) == 0.0
