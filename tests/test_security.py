@@ -11,6 +11,7 @@ import pytest
 from conftest import LOG_DIR, app_env, read_parts, wait_for
 
 from harness.kafka_broker import KafkaBroker
+from harness.ports import port_open
 
 SASL_PASSWORD = "S4sl-p4ss-never-logged"
 # Every secret any test hands to the apps; none may appear in any log line of the suite.
@@ -50,6 +51,14 @@ def test_a_wrong_sasl_password_gives_one_clear_line(sasl_kafka, topic, start_app
     lines = app.log().strip().splitlines()
     assert len(lines) == 1 and "authentication failed" in lines[0], lines
     assert "Wr0ng-s4sl-pass" not in app.log()
+
+
+def test_exposing_the_viewer_without_authentication_logs_a_warning(kafka, topic, start_app) -> None:
+    exposed = start_app("consumer.py", app_env(kafka.bootstrap, topic, HTTP_HOST="0.0.0.0"), wait_http=False)
+    assert wait_for(lambda: port_open("127.0.0.1", exposed.port), 30)
+    assert "without authentication" in exposed.log()
+    private = start_app("consumer.py", app_env(kafka.bootstrap, topic))
+    assert "without authentication" not in private.log()
 
 
 def test_zz_no_secret_appears_in_any_log_line_of_the_suite() -> None:
