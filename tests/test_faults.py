@@ -178,6 +178,18 @@ def wait_streaming(consumer: App, producer: App, camera_id: str = "door") -> Non
         f"no frame reached the consumer\n--- producer ---\n{producer.log()}\n--- consumer ---\n{consumer.log()}"
 
 
+def watched_stack(env: dict[str, str], cam: RtspCamera, start_app: Any,
+                  recorders: list[StreamRecorder]) -> tuple[App, App, StreamRecorder]:
+    """Producer + consumer on `cam`, and a viewer already receiving frames."""
+    producer = start_app("producer.py", env, "--source", cam.url, "--camera-id", "door")
+    consumer = start_app("consumer.py", env)
+    wait_streaming(consumer, producer)
+    recorder = StreamRecorder(f"{consumer.url}/video_feed?camera=door")
+    recorders.append(recorder)
+    assert wait_for(lambda: len(recorder.parts) >= 10, 15), "viewer got no frames before the fault"
+    return producer, consumer, recorder
+
+
 # -- 1. camera killed and restarted ---------------------------------------------------------------
 
 @pytest.mark.slow
@@ -186,13 +198,7 @@ def test_producer_rides_out_a_camera_crash_and_video_resumes_within_seconds_of_i
     cam = RtspCamera(port=free_port(), width=CAMERA_W, height=CAMERA_H, fps=CAMERA_FPS)
     cam.start()
     try:
-        env = app_env(kafka.bootstrap, topic)
-        producer = start_app("producer.py", env, "--source", cam.url, "--camera-id", "door")
-        consumer = start_app("consumer.py", env)
-        wait_streaming(consumer, producer)
-        recorder = StreamRecorder(f"{consumer.url}/video_feed?camera=door")
-        recorders.append(recorder)
-        assert wait_for(lambda: len(recorder.parts) >= 10, 15), "viewer got no frames before the crash"
+        producer, consumer, recorder = watched_stack(app_env(kafka.bootstrap, topic), cam, start_app, recorders)
 
         killed_ns = time.time_ns()
         cam.kill()
@@ -253,12 +259,7 @@ def test_producer_detects_a_hung_camera_stays_responsive_and_recovers_when_it_re
     stopped = False
     try:
         env = app_env(kafka.bootstrap, topic, SOURCE_READ_TIMEOUT_S=str(read_timeout_s))
-        producer = start_app("producer.py", env, "--source", cam.url, "--camera-id", "door")
-        consumer = start_app("consumer.py", env)
-        wait_streaming(consumer, producer)
-        recorder = StreamRecorder(f"{consumer.url}/video_feed?camera=door")
-        recorders.append(recorder)
-        assert wait_for(lambda: len(recorder.parts) >= 10, 15), "viewer got no frames before the hang"
+        producer, _consumer, recorder = watched_stack(env, cam, start_app, recorders)
 
         # The camera freezes mid-stream: its TCP connection stays open but carries nothing.
         frozen_ns = time.time_ns()
