@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 # The tutorial's producer and consumer, copied byte for byte from ../shared/baseline so the
 # benchmark runs on any clone (tests/test_bench_smoke.py checks the copy is still identical).
+# Stored as .py.txt: it is the tutorial's text, run as-is by the benchmark, not project code.
 BASELINE_DIR = ROOT / "bench" / "tutorial_baseline"
 RESULTS_DIR = ROOT / "bench" / "results"
 CLIP_SECONDS = 10  # the harness's cached clips; the camera loops them

@@ -99,9 +99,9 @@ class Tutorial:
         self.topic = f"bench-tutorial-{res.name}-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         env = baseline_env(services.bootstrap, self.topic, RTSP_URL=cam.url, PORT=str(self.port))
-        self.producer = Service(f"tutorial-producer-{res.name}", [sys.executable, "seed_producer.py"], env,
+        self.producer = Service(f"tutorial-producer-{res.name}", [sys.executable, "seed_producer.py.txt"], env,
                                 services.log_dir, cwd=BASELINE_DIR)
-        self.consumer = Service(f"tutorial-consumer-{res.name}", [sys.executable, "seed_consumer.py"], env,
+        self.consumer = Service(f"tutorial-consumer-{res.name}", [sys.executable, "seed_consumer.py.txt"], env,
                                 services.log_dir, cwd=BASELINE_DIR, port=self.port)
         self.bootstrap = services.bootstrap
         self.counter: TopicCounter | None = None
@@ -111,7 +111,7 @@ class Tutorial:
         return f"http://127.0.0.1:{self.port}/video_feed"
 
     def start(self) -> None:
-        if not (BASELINE_DIR / "seed_producer.py").is_file():
+        if not (BASELINE_DIR / "seed_producer.py.txt").is_file():
             raise FileNotFoundError(f"tutorial baseline not found in {BASELINE_DIR}")
         self.producer.start()
         self.counter = TopicCounter(self.bootstrap, self.topic)

@@ -73,7 +73,7 @@ def test_the_bundled_tutorial_baseline_is_the_shared_one_unchanged() -> None:
     shared = ROOT.parent / "shared" / "baseline"
     bundled = ROOT / "bench" / "tutorial_baseline"
     names = ("seed_producer.py", "seed_consumer.py")
-    assert all((bundled / name).is_file() for name in names)
+    assert all((bundled / f"{name}.txt").is_file() for name in names)
     if shared.is_dir():  # present on developer machines beside the checkout
         for name in names:
-            assert (bundled / name).read_bytes() == (shared / name).read_bytes(), name
+            assert (bundled / f"{name}.txt").read_bytes() == (shared / name).read_bytes(), name
