@@ -58,8 +58,6 @@ class FrameSubscriber:
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
         self.connected = False
-        self.last_poll_ok = 0.0
-        self.skipped = 0
 
     def _create_consumer(self) -> KafkaConsumer:
         s = self._settings
@@ -108,7 +106,6 @@ class FrameSubscriber:
         while not self._stop.is_set():
             batches = consumer.poll(timeout_ms=500)
             if batches:
-                self.last_poll_ok = time.monotonic()
                 self._set_connected(True)
                 self._handle(batches)
             if time.monotonic() >= next_probe:
@@ -143,7 +140,6 @@ class FrameSubscriber:
                     frame = frame_from_record(record.key, record.value, record.headers,
                                               self._settings.max_message_bytes)
                 except BadRecord as bad:
-                    self.skipped += 1
                     self._metrics.records_skipped.labels(bad.reason).inc()
                     self._warnings.warn(bad.reason, f"skipping record at {record.topic}/{record.partition}"
                                                     f"@{record.offset}: {bad}")

@@ -111,7 +111,7 @@ def create_app(settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetri
 
     @app.get("/")
     def index() -> str:
-        return render_template("index.html", cameras=hub.cameras())
+        return render_template("index.html")
 
     @app.get("/video_feed")
     @app.get("/api/stream.mjpeg")
@@ -142,9 +142,10 @@ def create_app(settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetri
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         connected = kafka_connected()
+        rows = camera_rows()
         body = {"status": "ok" if connected else "unhealthy", "kafka": {"connected": connected},
-                "cameras": {row["id"]: {"age_s": row["age_s"], "live": row["live"]} for row in camera_rows()},
-                "viewers": sum(row["viewers"] for row in camera_rows())}
+                "cameras": {row["id"]: {"age_s": row["age_s"], "live": row["live"]} for row in rows},
+                "viewers": sum(row["viewers"] for row in rows)}
         return jsonify(body), 200 if connected else 503
 
     @app.get("/metrics")
