@@ -52,8 +52,21 @@ def _is_complete(libs: Path, version: str) -> bool:
     return (libs / f"kafka_2.13-{version}.jar").is_file() and any(libs.glob("log4j-slf4j-impl-*.jar"))
 
 
+class ToolMissing(RuntimeError):
+    """A program the broker needs (java, mvn) is not installed; the message says what to install."""
+
+
+def require_tools() -> None:
+    """Fail with one line naming what to install, instead of a FileNotFoundError traceback."""
+    missing = [name for name in ("java", "mvn") if shutil.which(name) is None]
+    if missing:
+        raise ToolMissing(f"{' and '.join(missing)} not found: install Java 17+ and Maven "
+                          "(Debian: apt-get install default-jre-headless maven, or run scripts/setup.sh)")
+
+
 def _mvn(args: list[str], cwd: Path) -> None:
     """Run Maven quietly in batch mode; raise with its output when it fails."""
+    require_tools()
     cmd = ["mvn", "-q", "-B", *args]
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -132,3 +145,23 @@ logger.raft.level = INFO
 def write_log4j2_config(path: Path, log_file: Path) -> None:
     """Write a log4j2 properties file sending the broker's logs to ``log_file``."""
     path.write_text(LOG4J2_TEMPLATE.format(log_file=str(log_file).replace("\\", "/")))
+
+
+def main() -> int:
+    """``python -m harness.kafka_jars``: cache the broker's jars (scripts/setup.sh); one line on failure."""
+    import sys
+
+    from harness.kafka_broker import DEFAULT_VERSION
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    version = os.environ.get("KAFKA_VERSION") or DEFAULT_VERSION
+    try:
+        print(f"kafka {version} jars in {fetch_kafka(version)}", flush=True)
+    except ToolMissing as err:
+        sys.stderr.write(f"setup: error: {err}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

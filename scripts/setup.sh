@@ -17,6 +17,17 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The Kafka broker needs Java 17+ (a JRE is enough; keytool for the TLS tests comes with it) and
+# Maven fetches its jars. Either may come from elsewhere (SDKMAN, a Temurin JDK): only install
+# Debian's when the command is missing or too old.
+java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1; }
+java_version=$(java_major 2>/dev/null || true)
+[ "${java_version:-0}" -ge 17 ] || missing+=(default-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [ "${#missing[@]}" -gt 0 ] && ! command -v apt-get >/dev/null; then
+  echo "setup: error: not a Debian/Ubuntu machine; install these yourself, then rerun: ${missing[*]}" >&2
+  exit 1
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
@@ -36,4 +47,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-.venv/bin/python -m harness.kafka_broker --fetch
+.venv/bin/python -m harness.kafka_jars
