@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
-  gstreamer1.0-plugins-bad gstreamer1.0-x chromium ffmpeg
+  gstreamer1.0-plugins-bad gstreamer1.0-x chromium ffmpeg iproute2
 )
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
