@@ -69,10 +69,13 @@ def measure(clip: Path, frames: int, quality: int) -> dict[str, float | int]:
 
 
 def run_floor(clip: Path, frames: int, quality: int, timeout: float = 600.0) -> dict[str, float | int]:
-    """Measure in a fresh pinned child process (the parent's threads and imports stay out of it)."""
+    """Measure in a fresh pinned child process (the parent's threads and imports stay out of it),
+    with the shell's OpenCV/FFmpeg options sealed off as for the producer it is compared with."""
+    from harness.sealed_env import sealed_environ
+
     out = subprocess.run([sys.executable, "-m", "bench.floor", str(clip), "--frames", str(frames),
                           "--quality", str(quality)], capture_output=True, text=True, timeout=timeout,
-                         cwd=Path(__file__).resolve().parents[1], check=False)
+                         cwd=Path(__file__).resolve().parents[1], env=sealed_environ(), check=False)
     if out.returncode != 0:
         raise RuntimeError(f"floor measurement failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

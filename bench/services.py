@@ -9,7 +9,6 @@ Every process is stopped by its own PID (``harness.procs``), never by name.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from harness.clips import make_clip
 from harness.kafka_broker import KafkaBroker
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
+from harness.sealed_env import sealed_environ
 
 from .plan import Resolution
 
@@ -160,16 +160,18 @@ class Service:
 
 
 def project_env(bootstrap: str, topic: str) -> dict[str, str]:
-    """The environment tests/conftest.py gives producer.py / consumer.py, minus inherited settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CAMERA_", "HTTP_"))}
+    """The environment tests/conftest.py gives producer.py / consumer.py: the shell sealed
+    (harness.sealed_env), so a developer's exported settings never change the figures."""
+    env = sealed_environ()
     env.update(CONFIG_FILE=str(ROOT / "config.env"), KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_TOPIC=topic,
                PYTHONUNBUFFERED="1")
     return env
 
 
 def baseline_env(bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
-    """The tutorial reads BOOTSTRAP, TOPIC, RTSP_URL and PORT, nothing else."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CAMERA_", "HTTP_"))}
+    """The tutorial reads BOOTSTRAP, TOPIC, RTSP_URL and PORT; its OpenCV and Python are sealed
+    like ours, so both sides of the comparison run in the same environment."""
+    env = sealed_environ()
     env.update(BOOTSTRAP=bootstrap, TOPIC=topic, PYTHONUNBUFFERED="1", **extra)
     return env
 

@@ -17,6 +17,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _live: set[subprocess.Popen[bytes]] = set()
+# A SIGKILLed process is gone within milliseconds; one that is not (stuck in the kernel) raises
+# TimeoutExpired here instead of hanging the test run.
+REAP_TIMEOUT_S = 30.0
 
 
 def track(proc: subprocess.Popen[bytes]) -> None:
@@ -37,8 +40,9 @@ def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> in
         except subprocess.TimeoutExpired:
             log.warning("pid %d ignored SIGTERM for %.1fs; sending SIGKILL", proc.pid, timeout)
             kill(proc)
+    code = proc.wait(REAP_TIMEOUT_S)
     _live.discard(proc)
-    return proc.wait()
+    return code
 
 
 def kill(proc: subprocess.Popen[bytes] | None) -> int | None:
@@ -50,8 +54,9 @@ def kill(proc: subprocess.Popen[bytes] | None) -> int | None:
             os.kill(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    code = proc.wait(REAP_TIMEOUT_S)
     _live.discard(proc)
-    return proc.wait()
+    return code
 
 
 def log_tail(path: Path, max_chars: int = 4000) -> str:

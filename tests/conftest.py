@@ -1,5 +1,6 @@
 """Real parts for every integration test: Apache Kafka (KRaft), a GStreamer RTSP camera,
-producer.py / consumer.py as subprocesses, and a log collector the secrets test greps.
+producer.py / consumer.py as subprocesses in a sealed environment, each log checked for secrets
+when its test ends.
 """
 
 from __future__ import annotations
@@ -18,18 +19,31 @@ from playwright.sync_api import Page, sync_playwright
 
 from harness import procs
 from harness.kafka_broker import KafkaBroker
+from harness.log_leaks import KNOWN_TEST_SECRETS, leaks, secrets_given
 from harness.mjpeg_client import MjpegViewer, Part
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
+from harness.sealed_env import changes_app_behaviour, sealed_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "artifacts" / "logs"
 CAMERA_W, CAMERA_H, CAMERA_FPS = 640, 360, 20
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sealed_shell() -> Iterator[None]:
+    """This process's environment without what changes the apps' behaviour, so every child (even
+    one a test starts without app_env, like `producer.py --help`) runs as it would in CI."""
+    patch = pytest.MonkeyPatch()
+    for key in [k for k in os.environ if changes_app_behaviour(k)]:
+        patch.delenv(key)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def log_dir() -> Path:
-    """Every subprocess log of the session lands here (the secrets test reads them all)."""
+    """Every subprocess log of the session lands here; old ones are removed at session start."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     for old in LOG_DIR.rglob("*.log"):
         old.unlink()
@@ -75,10 +89,12 @@ def topic() -> str:
 class App:
     """A producer.py or consumer.py subprocess with its log file."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, port: int | None = None) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, port: int | None = None,
+                 secrets: frozenset[str] = frozenset()) -> None:
         self.proc = proc
         self.log_path = log_path
         self.port = port
+        self.secrets = secrets  # what it was handed that must never appear in its log
 
     @property
     def url(self) -> str:
@@ -95,7 +111,8 @@ class App:
 
 
 def app_env(kafka_bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CAMERA_", "HTTP_"))}
+    """The apps' environment: the shell sealed (harness.sealed_env), our broker, topic and config.env."""
+    env = sealed_environ()
     env.update(CONFIG_FILE=str(ROOT / "config.env"), KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, KAFKA_TOPIC=topic,
                PYTHONUNBUFFERED="1")
     env.update(extra)
@@ -104,7 +121,11 @@ def app_env(kafka_bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def start_app(log_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., App]]:
-    """start_app("producer.py" | "consumer.py", env, *args) -> App; stopped at teardown by PID."""
+    """start_app("producer.py" | "consumer.py", env, *args) -> App; stopped at teardown by PID.
+
+    At teardown each app's log must hold none of the secrets handed to any app of the test (and
+    no unmasked URL password): a leak fails the test that caused it, as an error at teardown.
+    """
     started: list[App] = []
 
     def start(script: str, env: dict[str, str], *args: str, wait_http: bool = True) -> App:
@@ -115,10 +136,10 @@ def start_app(log_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
         if script == "consumer.py" and "--port" not in args:
             port = free_port()
             argv += ["--port", str(port)]
-        out = log_path.open("wb")
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         procs.track(proc)
-        app = App(proc, log_path, port)
+        app = App(proc, log_path, port, frozenset(secrets_given(env, args)))
         started.append(app)
         if port and wait_http:
             deadline = time.monotonic() + 30
@@ -131,6 +152,16 @@ def start_app(log_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
     yield start
     for app in started:
         app.stop()
+    assert_no_secrets_in_logs(started)
+
+
+def assert_no_secrets_in_logs(apps: list[App]) -> None:
+    """No app's log holds a secret handed to any of `apps` (or a known test secret) or an
+    unmasked URL password."""
+    secrets = set(KNOWN_TEST_SECRETS).union(*(app.secrets for app in apps))
+    found = {app.log_path.name: leaks(app.log(), secrets) for app in apps}
+    found = {name: where for name, where in found.items() if where}
+    assert not found, f"secrets leaked into app logs: {found}"
 
 
 def read_parts(url: str, count: int, timeout: float = 30.0) -> list[Part]:

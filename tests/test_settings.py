@@ -15,11 +15,13 @@ from rtsp_kafka_mjpeg.settings import ConsumerSettings, ProducerSettings, Settin
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_defaults_apply_when_nothing_is_set(tmp_path: Path) -> None:
-    s = resolve(ProducerSettings, {"config": None}, {"CONFIG_FILE": str(ROOT / "config.env")})
-    assert s.bootstrap_servers == "localhost:9092"
-    assert s.jpeg_quality == 80
-    assert s.camera_id == "cam1"
+def test_defaults_apply_when_nothing_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no config.env in the working directory, no CONFIG_FILE, no flags
+    assert not (tmp_path / "config.env").exists()
+    s = resolve(ProducerSettings, {"config": None}, {})
+    assert s == ProducerSettings()
+    assert (s.bootstrap_servers, s.jpeg_quality, s.camera_id) == ("localhost:9092", 80, "cam1")
+    assert resolve(ConsumerSettings, {"config": None}, {}) == ConsumerSettings()
 
 
 def test_environment_beats_config_file_and_flags_beat_environment(tmp_path: Path) -> None:
