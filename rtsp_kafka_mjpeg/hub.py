@@ -1,35 +1,32 @@
-"""The newest frame per camera, and a Condition per camera that wakes its viewers.
+"""The newest frame per camera, a Condition per camera that wakes its viewers, and the viewers.
 
 No per-viewer queue exists: a viewer that is slow simply finds a newer frame when it comes
-back, so it skips frames and can never hold memory or slow anyone else down. Each frame's
-multipart part (boundary, headers, JPEG) is built once here and shared by every viewer.
+back, so it skips frames and can never hold memory or slow anyone else down. The hub deals in
+Frames only; how a frame goes over the wire (multipart, JPEG) is the web layer's business.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
+from collections.abc import Iterator
 
 from .frame import Frame
 
-BOUNDARY = "frame"
+VIEWER_WAIT_S = 5.0
 
 
-def multipart_part(frame: Frame) -> bytes:
-    """One part of a multipart/x-mixed-replace stream, capture time and sequence in its headers."""
-    head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
-            f"X-Camera-Id: {frame.camera_id}\r\nX-Capture-Timestamp-Ns: {frame.capture_ts_ns}\r\n"
-            f"X-Sequence: {frame.seq}\r\n\r\n").encode()
-    return b"".join((head, frame.jpeg, b"\r\n"))
+class UnknownCamera(KeyError):
+    """No frame of this camera has reached the hub."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Published:
-    """A frame as the hub hands it out: the frame, its prepared part, hub order, arrival time."""
+    """A frame as the hub hands it out: the frame, its number in the camera's order, arrival time."""
 
     frame: Frame
-    part: bytes
     number: int
     received_monotonic: float
 
@@ -41,73 +38,114 @@ class CameraSlot:
         self.camera_id = camera_id
         self.cond = threading.Condition()
         self.latest: Published | None = None
-        self.frames_in = 0
         self.viewers = 0
-        self._rate_window: list[float] = []
 
-    def note_arrival(self, now: float) -> None:
-        self._rate_window.append(now)
-        if now - self._rate_window[0] > 5.0:
-            self._rate_window = [t for t in self._rate_window if now - t <= 5.0]
 
-    def fps(self, now: float | None = None) -> float:
-        """Receive rate over the last 5 s (0 once the camera has been quiet for a second)."""
-        now = time.monotonic() if now is None else now
-        recent = [t for t in self._rate_window if now - t <= 5.0]
-        if len(recent) < 2 or now - recent[-1] > 1.0:
-            return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
+class Viewer:
+    """One attached viewer of one camera: each newer frame at most once, skipping what it was too
+    slow for. Made by `FrameHub.viewer`, which also counts it."""
+
+    def __init__(self, hub: FrameHub, slot: CameraSlot, wait_s: float) -> None:
+        self._hub = hub
+        self._slot = slot
+        self._wait_s = wait_s
+        self._after = 0
+        self.camera_id = slot.camera_id
+
+    def next(self, timeout: float) -> Published | None:
+        """The newest frame this viewer has not had yet, or None after `timeout` s or on close."""
+        slot = self._slot
+        with slot.cond:
+            slot.cond.wait_for(lambda: self._hub.closed or (slot.latest is not None
+                                                            and slot.latest.number > self._after), timeout)
+            latest = slot.latest
+            if self._hub.closed or latest is None or latest.number <= self._after:
+                return None
+        self._after = latest.number
+        return latest
+
+    def __iter__(self) -> Iterator[Published]:
+        """Newer frames until the hub closes; a quiet camera just means waiting again (each wait
+        bounded, so a missed wake-up can never hang a viewer)."""
+        while not self._hub.closed:
+            published = self.next(self._wait_s)
+            if published is not None:
+                yield published
 
 
 class FrameHub:
-    """Holds the newest frame of each camera; viewers wait on it and never queue."""
+    """Holds the newest frame of each camera; viewers attach, wait on it, never queue, detach."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cameras_changed = threading.Condition()
         self._slots: dict[str, CameraSlot] = {}
         self._closed = False
 
-    def slot(self, camera_id: str, create: bool = False) -> CameraSlot | None:
-        with self._lock:
+    def _slot(self, camera_id: str) -> CameraSlot:
+        with self._cameras_changed:
             slot = self._slots.get(camera_id)
-            if slot is None and create:
-                slot = self._slots[camera_id] = CameraSlot(camera_id)
-            return slot
-
-    def cameras(self) -> list[str]:
-        with self._lock:
-            return sorted(self._slots)
+        if slot is None:
+            raise UnknownCamera(camera_id)
+        return slot
 
     def publish(self, frame: Frame) -> None:
-        """Replace the camera's newest frame and wake everyone waiting on it."""
-        slot = self.slot(frame.camera_id, create=True)
-        assert slot is not None
-        part = multipart_part(frame)
-        now = time.monotonic()
+        """Replace the camera's newest frame and wake everyone waiting on it (or on any camera)."""
+        with self._cameras_changed:
+            slot = self._slots.get(frame.camera_id)
+            if slot is None:
+                slot = self._slots[frame.camera_id] = CameraSlot(frame.camera_id)
+                self._cameras_changed.notify_all()
         with slot.cond:
-            slot.frames_in += 1
-            slot.latest = Published(frame, part, slot.frames_in, now)
-            slot.note_arrival(now)
+            number = 1 if slot.latest is None else slot.latest.number + 1
+            slot.latest = Published(frame, number, time.monotonic())
             slot.cond.notify_all()
 
+    def cameras(self) -> list[str]:
+        with self._cameras_changed:
+            return sorted(self._slots)
+
+    def has_camera(self, camera_id: str) -> bool:
+        with self._cameras_changed:
+            return camera_id in self._slots
+
+    def first_camera(self, timeout: float) -> str | None:
+        """The first camera by name, waiting up to `timeout` s for one to appear; None on timeout
+        or close. Woken by the first frame, not polled."""
+        with self._cameras_changed:
+            self._cameras_changed.wait_for(lambda: self._closed or bool(self._slots), timeout)
+            if self._closed or not self._slots:
+                return None
+            return min(self._slots)
+
     def latest(self, camera_id: str) -> Published | None:
-        slot = self.slot(camera_id)
+        with self._cameras_changed:
+            slot = self._slots.get(camera_id)
         return slot.latest if slot else None
 
-    def wait_newer(self, slot: CameraSlot, after: int, timeout: float) -> Published | None:
-        """The newest frame numbered above `after`, or None after `timeout` s or on close."""
+    @contextlib.contextmanager
+    def viewer(self, camera_id: str, wait_s: float = VIEWER_WAIT_S) -> Iterator[Viewer]:
+        """Attach a viewer to a camera for the `with` block: counted while inside, uncounted on any
+        exit (client gone, generator closed, hub closed). Raises UnknownCamera."""
+        slot = self._slot(camera_id)
         with slot.cond:
-            slot.cond.wait_for(lambda: self._closed or (slot.latest is not None and slot.latest.number > after),
-                               timeout)
-            latest = slot.latest
-            if self._closed or latest is None or latest.number <= after:
-                return None
-            return latest
+            slot.viewers += 1
+        try:
+            yield Viewer(self, slot, wait_s)
+        finally:
+            with slot.cond:
+                slot.viewers -= 1
+
+    def viewer_counts(self) -> dict[str, int]:
+        """Attached viewers per camera."""
+        with self._cameras_changed:
+            slots = list(self._slots.values())
+        return {slot.camera_id: slot.viewers for slot in slots}
 
     def close(self) -> None:
-        """Release every waiting viewer (shutdown)."""
-        with self._lock:
+        """Release every waiting viewer and waiter for a first camera (shutdown)."""
+        with self._cameras_changed:
             self._closed = True
+            self._cameras_changed.notify_all()
             slots = list(self._slots.values())
         for slot in slots:
             with slot.cond:

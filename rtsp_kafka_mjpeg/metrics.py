@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import collections
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -11,10 +13,51 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class ConsumerMetrics:
-    """What the consumer exposes at /metrics."""
+class ReceiveRates:
+    """Frames per second handed to the hub, per camera, over a sliding window: the rate the index
+    page and /api/cameras show, which need it without a Prometheus server to run rate() for them."""
+
+    WINDOW_S = 5.0
+    QUIET_S = 1.0
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._arrivals: dict[str, collections.deque[float]] = {}
+
+    def note(self, camera_id: str, now: float) -> None:
+        """One frame of `camera_id` arrived at monotonic time `now`."""
+        with self._lock:
+            arrivals = self._arrivals.setdefault(camera_id, collections.deque())
+            arrivals.append(now)
+            while now - arrivals[0] > self.WINDOW_S:
+                arrivals.popleft()
+
+    def fps(self, camera_id: str, now: float) -> float:
+        """The rate over the window, 0 once the camera has been quiet for a second."""
+        with self._lock:
+            recent = [t for t in self._arrivals.get(camera_id, ()) if now - t <= self.WINDOW_S]
+        if len(recent) < 2 or now - recent[-1] > self.QUIET_S:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
+
+
+class _ViewerGauge:
+    """mjpeg_viewers read from the hub's own count at scrape time: one count, never out of step."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Any]:
+        gauge = GaugeMetricFamily("mjpeg_viewers", "Connected stream viewers", labels=["camera"])
+        for camera, count in sorted(self._counts().items()):
+            gauge.add_metric([camera], count)
+        yield gauge
+
+
+class ConsumerMetrics:
+    """What the consumer exposes at /metrics. `viewer_counts` is the hub's count per camera."""
+
+    def __init__(self, viewer_counts: Callable[[], dict[str, int]] = dict) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.frames_in = Counter("mjpeg_frames_in", "Frames received from Kafka", ["camera"], registry=r)
@@ -25,12 +68,13 @@ class ConsumerMetrics:
                                          "Frames replaced by a newer one within one poll", ["camera"], registry=r)
         self.frames_out = Counter("mjpeg_frames_out", "Frames written to viewers", ["camera"], registry=r)
         self.bytes_out = Counter("mjpeg_bytes_out", "Bytes written to viewers", ["camera"], registry=r)
-        self.viewers = Gauge("mjpeg_viewers", "Connected stream viewers", ["camera"], registry=r)
+        r.register(_ViewerGauge(viewer_counts))
         self.latency = Histogram("mjpeg_capture_to_hub_seconds", "Capture timestamp to arrival in the hub",
                                  ["camera"], buckets=LATENCY_BUCKETS, registry=r)
         self.lag = Gauge("mjpeg_consumer_lag_records", "Records behind the end of the topic", registry=r)
         self.kafka_up = Gauge("mjpeg_kafka_connected", "1 when the Kafka consumer is polling successfully",
                               registry=r)
+        self.receive_rates = ReceiveRates()
 
 
 class ProducerCollector:

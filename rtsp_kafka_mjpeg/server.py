@@ -43,10 +43,10 @@ def check_bindable(host: str, port: int) -> None:
 def build_wsgi_app(settings: ConsumerSettings) -> Any:
     """Hub + subscriber + Flask app, created in the process that will serve them."""
     hub = FrameHub()
-    metrics = ConsumerMetrics()
-    subscriber = FrameSubscriber(settings, hub, metrics)
+    metrics = ConsumerMetrics(viewer_counts=hub.viewer_counts)
+    subscriber = FrameSubscriber(settings, hub.publish, metrics)
     subscriber.start()
-    app = create_app(settings, hub, metrics, kafka_connected=lambda: subscriber.connected)
+    app = create_app(settings, hub, metrics, kafka_health=subscriber.health)
     app.extensions.update(subscriber=subscriber, hub=hub)
     return app
 

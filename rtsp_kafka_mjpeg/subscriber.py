@@ -1,22 +1,25 @@
-"""One KafkaConsumer per process, in a background thread, feeding the hub.
+"""One KafkaConsumer per process, in a background thread, handing frames to a sink (the hub).
 
 Bad records are skipped and counted by reason, logged at most once per reason and interval,
 never shown and never allowed to stop the loop. Within one poll only the newest frame of each
-camera reaches the hub: older ones would be replaced before any viewer could see them.
+camera reaches the sink: older ones would be replaced before any viewer could see them.
+An unexpected error (a bug, not a broker outage) makes the subscriber unhealthy until a poll
+succeeds again, so /healthz says so instead of staying green while frames stop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from .frame import BadRecord, Frame, frame_from_record
-from .hub import FrameHub
 from .metrics import ConsumerMetrics
 from .settings import ConsumerSettings
 
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 
 FETCH_OVERHEAD = 64 * 1024
 WARN_INTERVAL_S = 60.0
+RETRY_S = 1.0
+PROBE_EVERY_S = 1.0
 
 
 class RateLimitedWarnings:
@@ -45,19 +50,51 @@ class RateLimitedWarnings:
         log.warning("%s%s", message, f" ({extra} more since last said)" if extra else "")
 
 
-class FrameSubscriber:
-    """Polls the topic and publishes valid frames to the hub until stopped."""
+@dataclasses.dataclass(frozen=True)
+class KafkaHealth:
+    """What /healthz says about the subscriber: are the brokers answering, and does an unexpected
+    error (`error`, its exception type) keep failing the polls. Only the type is kept: /healthz is
+    open without auth, and an error's text may hold anything; the log has the details."""
 
-    def __init__(self, settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetrics,
-                 stop: threading.Event | None = None) -> None:
+    connected: bool
+    error: str = ""
+    failures: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.connected and not self.error
+
+    @property
+    def reason(self) -> str | None:
+        if self.error:
+            return f"the Kafka subscriber failed {self.failures} time(s) in a row: {self.error}"
+        if not self.connected:
+            return "the Kafka brokers are not answering"
+        return None
+
+
+class FrameSubscriber:
+    """Polls the topic and hands valid frames to `sink` until stopped."""
+
+    def __init__(self, settings: ConsumerSettings, sink: Callable[[Frame], None], metrics: ConsumerMetrics,
+                 stop: threading.Event | None = None,
+                 consumer_factory: Callable[[], KafkaConsumer] | None = None) -> None:
         self._settings = settings
-        self._hub = hub
+        self._sink = sink
         self._metrics = metrics
         self._stop = stop or threading.Event()
+        self._new_consumer = consumer_factory or self._create_consumer
         self._warnings = RateLimitedWarnings()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
+        self._next_probe = 0.0
         self.connected = False
+        self._error = ""
+        self._failures = 0
+        self._traced: set[str] = set()  # error kinds whose traceback this failure streak logged
+
+    def health(self) -> KafkaHealth:
+        return KafkaHealth(self.connected, self._error, self._failures)
 
     def _create_consumer(self) -> KafkaConsumer:
         s = self._settings
@@ -88,29 +125,49 @@ class FrameSubscriber:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                if self._consumer is None:
-                    self._consumer = self._create_consumer()
-                self._poll_loop(self._consumer)
-            except KafkaError as err:
-                self._set_connected(False, f"{type(err).__name__}")
-                self._stop.wait(1.0)
-            except Exception:
-                log.exception("unexpected error in the Kafka subscriber; continuing")
-                self._stop.wait(1.0)
+            if not self.poll_once():
+                self._stop.wait(RETRY_S)
         if self._consumer is not None:
             self._consumer.close()
 
-    def _poll_loop(self, consumer: KafkaConsumer) -> None:
-        next_probe = 0.0
-        while not self._stop.is_set():
-            batches = consumer.poll(timeout_ms=500)
+    def poll_once(self) -> bool:
+        """One poll, its frames handed on, and a broker probe when due. False when it failed:
+        the caller waits before the next try instead of spinning on a broken broker or a bug."""
+        try:
+            if self._consumer is None:
+                self._consumer = self._new_consumer()
+            batches = self._consumer.poll(timeout_ms=500)
             if batches:
                 self._set_connected(True)
                 self._handle(batches)
-            if time.monotonic() >= next_probe:
-                next_probe = time.monotonic() + 1.0
-                self._probe(consumer)
+            if time.monotonic() >= self._next_probe:
+                self._next_probe = time.monotonic() + PROBE_EVERY_S
+                self._probe(self._consumer)
+        except KafkaError as err:
+            self._set_connected(False, type(err).__name__)
+            return False
+        except Exception as err:  # noqa: BLE001 - the loop must outlive a bug; _failed logs the traceback
+            self._failed(err)
+            return False
+        if self._error:
+            log.info("the Kafka subscriber works again after %d failure(s)", self._failures)
+            self._error, self._failures = "", 0
+            self._traced.clear()
+        return True
+
+    def _failed(self, err: Exception) -> None:
+        """Unhealthy until a poll succeeds; the traceback once per kind of error and failure streak,
+        then a rate-limited line (not a traceback every second)."""
+        kind = type(err).__name__
+        self._error = kind
+        self._failures += 1
+        if kind not in self._traced:
+            self._traced.add(kind)
+            log.error("unexpected error in the Kafka subscriber; /healthz says unhealthy until a poll "
+                      "succeeds", exc_info=err)
+        else:
+            self._warnings.warn("unexpected", f"the Kafka subscriber still fails ({kind}: {err}), "
+                                              f"{self._failures} time(s) in a row")
 
     def _probe(self, consumer: KafkaConsumer) -> None:
         """Ask the brokers for the end offsets: proves connectivity while no frame arrives (an idle
@@ -150,10 +207,11 @@ class FrameSubscriber:
                 newest[frame.camera_id] = frame
                 self._metrics.frames_in.labels(frame.camera_id).inc()
                 self._metrics.bytes_in.labels(frame.camera_id).inc(len(frame.jpeg))
-        now_ns = time.time_ns()
+        now_ns, now = time.time_ns(), time.monotonic()
         for frame in newest.values():
             self._metrics.latency.labels(frame.camera_id).observe(max(0, now_ns - frame.capture_ts_ns) / 1e9)
-            self._hub.publish(frame)
+            self._sink(frame)
+            self._metrics.receive_rates.note(frame.camera_id, now)
 
     def _set_connected(self, connected: bool, why: str = "") -> None:
         if connected != self.connected:

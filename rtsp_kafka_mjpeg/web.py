@@ -1,12 +1,14 @@
-"""Flask app factory. Routes only translate HTTP into calls on the hub and settings.
+"""Flask app factory: every route in one place, each only translating HTTP into calls on the hub,
+the status objects and the settings.
 
-Every route is registered here, in one place; a stream handler does four things: find the
-camera, attach a viewer, write parts as they come, detach. go2rtc-style aliases
+A stream handler does go2rtc's four steps: find the camera, attach a viewer (`hub.viewer`),
+write parts as frames come, detach (leaving the `with`). go2rtc-style aliases
 (`/api/frame.jpeg?src=`, `/api/stream.mjpeg?src=`) let existing tools and Home Assistant cards work.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -18,15 +20,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from .auth import ViewerAuth
-from .hub import BOUNDARY, CameraSlot, FrameHub
+from .hub import FrameHub
 from .metrics import ConsumerMetrics
+from .multipart import MIMETYPE, PartCache
 from .settings import ConsumerSettings
+from .status import CameraStatus, Health, camera_statuses
+from .subscriber import KafkaHealth
 
 log = logging.getLogger(__name__)
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 WAIT_FOR_FIRST_CAMERA_S = 10.0
-KEEPALIVE_WAIT_S = 5.0
 MAX_QUERY_BYTES = 2048
 
 
@@ -42,64 +46,47 @@ def tune_viewer_socket(environ: dict[str, Any], lowat: int) -> None:
         log.debug("TCP_NOTSENT_LOWAT not set: %s", err)
 
 
+def find_camera(hub: FrameHub, camera_id: str | None, wait_s: float) -> str:
+    """The named camera (404 if unknown) or, unnamed, the first one, waiting up to `wait_s` for a
+    first frame so a page opened before the camera starts still gets its stream (503 after)."""
+    if camera_id:
+        if not hub.has_camera(camera_id):
+            abort(404, description=f"unknown camera {camera_id[:64]!r}")
+        return camera_id
+    first = hub.first_camera(wait_s)
+    if first is None:
+        abort(503, description="no camera has sent a frame yet")
+    return first
+
+
+def stream(hub: FrameHub, camera_id: str, parts: PartCache, metrics: ConsumerMetrics) -> Iterator[bytes]:
+    """The multipart body of one viewer: attached on the first write, detached when the server
+    closes the response (client gone, shutdown)."""
+    frames_out = metrics.frames_out.labels(camera_id)
+    bytes_out = metrics.bytes_out.labels(camera_id)
+    with hub.viewer(camera_id) as viewer:
+        for published in viewer:
+            part = parts.part(published)
+            yield part
+            frames_out.inc()
+            bytes_out.inc(len(part))
+
+
 def create_app(settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetrics,
-               kafka_connected: Callable[[], bool] = lambda: True) -> Flask:
-    """Build the web app around an existing hub (the subscriber is started by the caller)."""
+               kafka_health: Callable[[], KafkaHealth] = lambda: KafkaHealth(connected=True),
+               first_camera_wait_s: float = WAIT_FOR_FIRST_CAMERA_S) -> Flask:
+    """Build the web app around an existing hub (the subscriber is started by the caller).
+    `first_camera_wait_s`: how long a stream request with no camera named waits for one."""
     app = Flask(__name__)
     app.config.update(PROPAGATE_EXCEPTIONS=False, TEMPLATES_AUTO_RELOAD=False)
     auth = ViewerAuth(settings)
+    parts = PartCache()
 
     def camera_arg() -> str | None:
         return request.args.get("camera") or request.args.get("src")
 
-    def find_camera(camera_id: str | None, wait: bool) -> CameraSlot:
-        if camera_id:
-            slot = hub.slot(camera_id)
-            if slot is None:
-                abort(404, description=f"unknown camera {camera_id[:64]!r}")
-            return slot
-        deadline = time.monotonic() + (WAIT_FOR_FIRST_CAMERA_S if wait else 0)
-        while not hub.cameras():
-            if time.monotonic() >= deadline or hub.closed:
-                abort(503, description="no camera has sent a frame yet")
-            time.sleep(0.1)
-        slot = hub.slot(hub.cameras()[0])
-        assert slot is not None
-        return slot
-
-    def stream(slot: CameraSlot) -> Iterator[bytes]:
-        camera = slot.camera_id
-        slot.viewers += 1
-        metrics.viewers.labels(camera).inc()
-        frames_out = metrics.frames_out.labels(camera)
-        bytes_out = metrics.bytes_out.labels(camera)
-        try:
-            after = 0
-            while not hub.closed:
-                published = hub.wait_newer(slot, after, KEEPALIVE_WAIT_S)
-                if published is None:
-                    continue
-                after = published.number
-                yield published.part
-                frames_out.inc()
-                bytes_out.inc(len(published.part))
-        finally:
-            slot.viewers -= 1
-            metrics.viewers.labels(camera).dec()
-
-    def camera_rows() -> list[dict[str, Any]]:
-        now = time.monotonic()
-        rows = []
-        for camera_id in hub.cameras():
-            slot = hub.slot(camera_id)
-            latest = slot.latest if slot else None
-            if slot is None or latest is None:
-                continue
-            age = now - latest.received_monotonic
-            rows.append({"id": camera_id, "width": latest.frame.width, "height": latest.frame.height,
-                         "fps": round(slot.fps(now), 1), "age_s": round(age, 2),
-                         "live": age <= settings.stale_after_s, "viewers": slot.viewers})
-        return rows
+    def statuses() -> list[CameraStatus]:
+        return camera_statuses(hub, metrics.receive_rates.fps, time.monotonic(), settings.stale_after_s)
 
     @app.before_request
     def guard() -> Response | None:
@@ -116,19 +103,15 @@ def create_app(settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetri
     @app.get("/video_feed")
     @app.get("/api/stream.mjpeg")
     def video_feed() -> Response:
-        slot = find_camera(camera_arg(), wait=True)
+        camera = find_camera(hub, camera_arg(), first_camera_wait_s)
         tune_viewer_socket(request.environ, settings.socket_lowat_bytes)
-        response = Response(stream(slot), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
-                            direct_passthrough=True)
-        response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
-        response.headers["X-Accel-Buffering"] = "no"
-        return response
+        return Response(stream(hub, camera, parts, metrics), mimetype=MIMETYPE, direct_passthrough=True,
+                        headers={"Cache-Control": "no-cache, no-store, must-revalidate", "X-Accel-Buffering": "no"})
 
     @app.get("/snapshot.jpg")
     @app.get("/api/frame.jpeg")
     def snapshot() -> Response:
-        slot = find_camera(camera_arg(), wait=False)
-        latest = slot.latest
+        latest = hub.latest(find_camera(hub, camera_arg(), 0))
         if latest is None:
             abort(503, description="no frame yet")
         return Response(latest.frame.jpeg, mimetype="image/jpeg",
@@ -137,16 +120,12 @@ def create_app(settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetri
 
     @app.get("/api/cameras")
     def cameras() -> Response:
-        return jsonify(cameras=camera_rows())
+        return jsonify(cameras=[dataclasses.asdict(row) for row in statuses()])
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
-        connected = kafka_connected()
-        rows = camera_rows()
-        body = {"status": "ok" if connected else "unhealthy", "kafka": {"connected": connected},
-                "cameras": {row["id"]: {"age_s": row["age_s"], "live": row["live"]} for row in rows},
-                "viewers": sum(row["viewers"] for row in rows)}
-        return jsonify(body), 200 if connected else 503
+        health = Health(kafka_health(), statuses())
+        return jsonify(health.as_json()), health.http_status
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
