@@ -43,3 +43,20 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{host}:{port} did not accept connections within {timeout:.1f}s")
         time.sleep(0.05)
+
+
+def tcp_send_queue(local_port: int, remote_port: int) -> int | None:
+    """Bytes the kernel holds unacknowledged or unsent on the IPv4 connection from ``local_port``
+    to ``remote_port`` on this machine (/proc/net/tcp's tx_queue), or None if there is none.
+
+    Tells from outside a process whether its writes to a peer are stuck: the queue stays full
+    while the peer does not read.
+    """
+    with open("/proc/net/tcp") as table:
+        next(table)  # header
+        for row in table:
+            fields = row.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
+                return int(queues.split(":")[0], 16)
+    return None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gc
+import json
 import socket
 import threading
-import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -17,13 +18,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.mjpeg_client import MjpegViewer
+from harness.ports import tcp_send_queue
 
 GOOD_HEADERS = [("camera-id", b"door"), ("capture-ts-ns", b"1"), ("seq", b"1"), ("width", b"8"), ("height", b"8")]
 
 
 def metric_samples(url: str) -> dict[tuple[str, str | None], float]:
-    import urllib.request
-
     body = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
     return {(s.name, s.labels.get("reason") or s.labels.get("camera")): s.value
             for family in text_string_to_metric_families(body) for s in family.samples}
@@ -126,10 +126,16 @@ def consumer_worker(kafka, camera, topic, start_app):
     return consumer, master.children()[0]
 
 
+def viewer_count(url: str) -> int:
+    """Stream viewers the consumer counts right now (its /healthz)."""
+    with urllib.request.urlopen(f"{url}/healthz", timeout=5) as res:
+        return int(json.loads(res.read())["viewers"])
+
+
 def test_clients_that_vanish_mid_stream_leave_nothing_behind(consumer_worker) -> None:
     consumer, worker = consumer_worker
     read_parts(f"{consumer.url}/video_feed", 5, 10)  # warm up
-    time.sleep(1)
+    assert wait_for(lambda: viewer_count(consumer.url) == 0, 10), "the warm-up viewer was never released"
     before = (worker.num_fds(), worker.num_threads(), worker.memory_info().rss)
     for _ in range(4):
         viewers = [MjpegViewer(f"{consumer.url}/video_feed") for _ in range(50)]
@@ -146,16 +152,30 @@ def test_clients_that_vanish_mid_stream_leave_nothing_behind(consumer_worker) ->
           f"rss {before[2] / 1e6:.1f}->{after[2] / 1e6:.1f} MB")
     assert after[1] <= before[1]
     assert after[2] - before[2] < 30e6
-    assert '"viewers":0' in __import__("urllib.request").request.urlopen(
-        f"{consumer.url}/healthz", timeout=5).read().decode().replace(" ", "")
+    assert wait_for(lambda: viewer_count(consumer.url) == 0, 10), viewer_count(consumer.url)
+
+
+class SendQueue:
+    """The server's send queue on one connection, sampled: stalled when it holds bytes and two
+    samples in a row are equal. A 20 fps stream adds a frame every 50 ms, so a queue that does
+    not move between samples 0.2 s apart is one the server can no longer write into."""
+
+    def __init__(self, server_port: int, client_port: int) -> None:
+        self.ports = (server_port, client_port)
+        self.seen: list[int | None] = []
+
+    def stalled(self) -> bool:
+        self.seen.append(tcp_send_queue(*self.ports))
+        return len(self.seen) >= 2 and bool(self.seen[-1]) and self.seen[-1] == self.seen[-2]
 
 
 def test_a_client_that_never_reads_blocks_nobody(consumer_worker) -> None:
     consumer, _ = consumer_worker
-    stuck = socket.create_connection(("127.0.0.1", consumer.port))
+    stuck = socket.create_connection(("127.0.0.1", consumer.port), timeout=5)
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.sendall(f"GET /video_feed HTTP/1.1\r\nHost: 127.0.0.1:{consumer.port}\r\n\r\n".encode())
-    time.sleep(3)  # its buffers fill up
+    queue = SendQueue(consumer.port, stuck.getsockname()[1])
+    assert wait_for(queue.stalled, 15, 0.2), f"the server's writes to the stuck client never stalled: {queue.seen}"
     got: list[int] = []
     t = threading.Thread(target=lambda: got.append(len(read_parts(f"{consumer.url}/video_feed", CAMERA_FPS * 3, 5))))
     t.start()
