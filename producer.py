@@ -12,8 +12,8 @@ import threading
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from rtsp_kafka_mjpeg.broker_check import BrokerUnavailable
 from rtsp_kafka_mjpeg.encoder import JpegEncoder
-from rtsp_kafka_mjpeg.kafka_connect import BrokerUnavailable
 from rtsp_kafka_mjpeg.metrics import serve_producer_metrics
 from rtsp_kafka_mjpeg.pipeline import ProducerPipeline, StatusLine
 from rtsp_kafka_mjpeg.publisher import FramePublisher, prepare_topic

@@ -16,8 +16,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from .broker_check import BrokerUnavailable, explained_failures
 from .frame import Frame
-from .kafka_connect import BrokerUnavailable, explained_failures
 from .settings import ProducerSettings
 
 log = logging.getLogger(__name__)
