@@ -1,5 +1,7 @@
 # One image for both halves of the pipeline: `python consumer.py` (the default) and `python producer.py`.
-# Every setting comes from config.env, overridden by environment variables (see docker-compose.yml).
+# config.env is never copied in (secrets would stay in a layer): the image runs on the built-in
+# defaults, and docker-compose.yml mounts ./config.env at /app/config.env read-only at run time.
+# Environment variables override both.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -14,7 +16,7 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
-COPY producer.py consumer.py config.env ./
+COPY producer.py consumer.py ./
 COPY rtsp_kafka_mjpeg/ ./rtsp_kafka_mjpeg/
 
 # The code stays root-owned and read-only to the process that runs it.
@@ -22,7 +24,7 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 USER app
 
 # In a container the consumer must listen on every interface to be reachable through a published
-# port (config.env's 127.0.0.1 would only answer inside the container).
+# port (the default 127.0.0.1 would only answer inside the container).
 ENV HTTP_HOST=0.0.0.0
 EXPOSE 5000
 
