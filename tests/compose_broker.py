@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -275,16 +276,19 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.step == "broker":
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally: stop the JVM
             in_namespace(args)
         elif args.step == "view":
             view(args)
         else:
             if not args.libs:
                 parser.error("--libs is required")
-            cmd = ["unshare", "--map-root-user", "--net", "--mount", "--uts", "--fork", "--", sys.executable, "-m",
-                   "tests.compose_broker", "broker", "--libs", args.libs, "--outer-net", _ns_inode("net"),
-                   "--outer-mnt", _ns_inode("mnt")]
-            return subprocess.run(cmd, cwd=ROOT, check=False).returncode
+            # exec: whoever stops this process stops unshare, whose --kill-child stops the broker step.
+            cmd = ["unshare", "--map-root-user", "--net", "--mount", "--uts", "--fork", "--kill-child=SIGTERM",
+                   "--", sys.executable, "-m", "tests.compose_broker", "broker", "--libs", args.libs,
+                   "--outer-net", _ns_inode("net"), "--outer-mnt", _ns_inode("mnt")]
+            os.chdir(ROOT)
+            os.execvp(cmd[0], cmd)
     except CheckFailed as err:
         print(f"{FAILED}{err}", file=sys.stderr, flush=True)
         return 1
