@@ -7,13 +7,16 @@ from Maven jars (see ``harness.kafka_jars``) on the machine's Java 17, in KRaft 
 data dir works even when a new ``KafkaBroker`` picked a different controller port.
 
 Version: ``DEFAULT_VERSION`` (override with env ``KAFKA_VERSION``). 4.4.0 was checked with
-kafka-python 3.0.12: admin create/list topics, produce/consume with headers, SASL/PLAIN.
+kafka-python 3.0.12: admin create/list topics, produce/consume with headers, SASL/PLAIN, TLS,
+SASL_SSL with SCRAM-SHA-256.
 
 Use::
 
     broker = KafkaBroker()                 # or KafkaBroker(sasl_users={"alice": "pw"})
     broker.start()                         # returns once a metadata request succeeds
     KafkaProducer(**broker.client_config())
+    tls = KafkaBroker(ssl=True, scram_users={"bob": "pw"})  # + SSL and SASL_SSL (SCRAM) listeners
+    KafkaProducer(**tls.client_config(listener="sasl_ssl"))  # verifies the broker with tls.ca_file
     broker.kill(); broker.start()          # crash and restart on the same data dir
     broker.close()                         # stop, and delete the temp data dir it made
 
@@ -49,6 +52,8 @@ log = logging.getLogger(__name__)
 DEFAULT_VERSION = "4.4.0"
 BROKER_USER = "harness-broker"  # SASL identity the broker uses to talk to itself
 PLAIN_LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+SCRAM_MECHANISM = "SCRAM-SHA-256"
 JVM_OPTS = ["-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
 
 # Why each: video frames are up to ~16 MB; a single node needs replication factors of 1; no
@@ -83,6 +88,38 @@ def _jaas_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def make_keystore(directory: Path) -> tuple[Path, Path, str]:
+    """A self-signed broker certificate for 127.0.0.1/localhost: (PKCS12 keystore, PEM CA file,
+    keystore password). Made once per directory with the JDK's keytool; reused on restart."""
+    keystore, ca_file, pw_file = directory / "broker.p12", directory / "ca.pem", directory / "keystore.pw"
+    if keystore.exists() and ca_file.exists() and pw_file.exists():
+        return keystore, ca_file, pw_file.read_text()
+    directory.mkdir(parents=True, exist_ok=True)
+    keystore.unlink(missing_ok=True)
+    password = secrets.token_urlsafe(16)
+    store = ["-alias", "broker", "-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", password]
+    for cmd in (
+        ["keytool", "-genkeypair", *store, "-keypass", password, "-keyalg", "RSA", "-keysize", "2048",
+         "-validity", "30", "-dname", "CN=localhost", "-ext", "SAN=IP:127.0.0.1,DNS:localhost", "-noprompt"],
+        ["keytool", "-exportcert", "-rfc", *store, "-file", str(ca_file)],
+    ):
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"keytool failed:\n{result.stdout}{result.stderr}")
+    pw_file.write_text(password)
+    return keystore, ca_file, password
+
+
+def _check_names(users: dict[str, str] | None, what: str) -> dict[str, str] | None:
+    for user, password in (users or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", user):
+            raise ValueError(f"{what} user name {user!r}: use letters, digits, _ . -")
+        if what == "SCRAM" and not re.fullmatch(r"[A-Za-z0-9_.!@#%^*+-]+", password):
+            # StorageTool's --add-scram syntax has no quoting for , ] = or spaces
+            raise ValueError(f"SCRAM password of {user!r}: use letters, digits and _.!@#%^*+-")
+    return dict(users) if users else None
+
+
 def _cluster_id() -> str:
     """A random Kafka Uuid in its base64 form (what ``kafka-storage random-uuid`` prints)."""
     while True:
@@ -100,6 +137,8 @@ class KafkaBroker:
         data_dir: str | Path | None = None,
         sasl_users: dict[str, str] | None = None,
         extra_config: dict[str, str] | None = None,
+        ssl: bool = False,
+        scram_users: dict[str, str] | None = None,
         version: str | None = None,
         start_timeout: float = 60.0,
     ) -> None:
@@ -107,10 +146,11 @@ class KafkaBroker:
         self.controller_port = free_port()
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kafka-broker-")).resolve()
-        for user in sasl_users or {}:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", user):
-                raise ValueError(f"SASL user name {user!r}: use letters, digits, _ . -")
-        self.sasl_users = dict(sasl_users) if sasl_users else None
+        self.sasl_users = _check_names(sasl_users, "SASL")
+        # Users of the SASL_SSL (SCRAM-SHA-256) listener; created when the storage is formatted.
+        self.scram_users = _check_names(scram_users, "SCRAM")
+        self.ssl_port = free_port() if ssl else None
+        self.sasl_ssl_port = free_port() if self.scram_users else None
         self._broker_password = secrets.token_urlsafe(16)
         self.extra_config = dict(extra_config or {})
         self.version = version or os.environ.get("KAFKA_VERSION") or DEFAULT_VERSION
@@ -122,6 +162,27 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         """``127.0.0.1:PORT`` of the client listener."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` of the SSL listener (``ssl=True``)."""
+        assert self.ssl_port, "KafkaBroker(ssl=True) has an SSL listener"
+        return f"127.0.0.1:{self.ssl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` of the SASL_SSL listener (``scram_users``)."""
+        assert self.sasl_ssl_port, "KafkaBroker(scram_users=...) has a SASL_SSL listener"
+        return f"127.0.0.1:{self.sasl_ssl_port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM file that verifies the broker's certificate (clients' ``ssl_cafile``)."""
+        return self.tls_dir / "ca.pem"
 
     @property
     def log_path(self) -> Path:
@@ -140,11 +201,22 @@ class KafkaBroker:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def client_config(self, user: str | None = None) -> dict[str, Any]:
+    def client_config(self, user: str | None = None, listener: str = "client") -> dict[str, Any]:
         """kafka-python keyword arguments to reach this broker (SASL ones when it has users).
 
-        ``user`` picks whose credentials; default the first of ``sasl_users``.
+        ``listener``: "client" (PLAINTEXT, or SASL_PLAINTEXT with ``sasl_users``), "ssl" or
+        "sasl_ssl". ``user`` picks whose credentials; default the first of that listener's users.
         """
+        if listener == "ssl":
+            return {"bootstrap_servers": self.ssl_bootstrap, "security_protocol": "SSL",
+                    "ssl_cafile": str(self.ca_file)}
+        if listener == "sasl_ssl":
+            assert self.scram_users
+            name = user or next(iter(self.scram_users))
+            return {"bootstrap_servers": self.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL",
+                    "ssl_cafile": str(self.ca_file), "sasl_mechanism": SCRAM_MECHANISM,
+                    "sasl_plain_username": name, "sasl_plain_password": self.scram_users[name]}
+        assert listener == "client", listener
         cfg: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
         if self.sasl_users:
             name = user or next(iter(self.sasl_users))
@@ -156,15 +228,26 @@ class KafkaBroker:
             )
         return cfg
 
+    def _listeners(self) -> dict[str, tuple[str, int]]:
+        """Client-facing listeners: name -> (security protocol, port)."""
+        found = {"CLIENT": ("SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT", self.port)}
+        if self.ssl_port:
+            found["SSL"] = ("SSL", self.ssl_port)
+        if self.sasl_ssl_port:
+            found["SASL_SSL"] = ("SASL_SSL", self.sasl_ssl_port)
+        return found
+
     def _config(self) -> dict[str, str]:
-        protocol = "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+        listeners = self._listeners()
+        advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, (_, port) in listeners.items())
+        protocols = ",".join(f"{name}:{protocol}" for name, (protocol, _) in listeners.items())
         cfg = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"CLIENT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"CLIENT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": f"CLIENT:{protocol},CONTROLLER:PLAINTEXT",
+            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": advertised,
+            "listener.security.protocol.map": f"{protocols},CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "CLIENT",
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.data_dir / "logs"),
@@ -178,8 +261,16 @@ class KafkaBroker:
                 f"password={_jaas_quote(self._broker_password)} {entries};"
             )
             cfg["sasl.enabled.mechanisms"] = "PLAIN"
+            cfg["listener.name.client.sasl.enabled.mechanisms"] = "PLAIN"
             cfg["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
             cfg["listener.name.client.plain.sasl.jaas.config"] = jaas
+        if self.ssl_port or self.sasl_ssl_port:
+            keystore, _, password = make_keystore(self.tls_dir)
+            cfg.update({"ssl.keystore.type": "PKCS12", "ssl.keystore.location": str(keystore),
+                        "ssl.keystore.password": password, "ssl.key.password": password})
+        if self.sasl_ssl_port:
+            cfg["listener.name.sasl_ssl.sasl.enabled.mechanisms"] = SCRAM_MECHANISM
+            cfg["listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config"] = f"{SCRAM_LOGIN_MODULE} required;"
         cfg.update(self.extra_config)
         return cfg
 
@@ -198,7 +289,9 @@ class KafkaBroker:
         """Format ``log.dirs`` once; a restart on a formatted dir must keep its data."""
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props))
+        scram = [arg for user, password in (self.scram_users or {}).items()
+                 for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")]
+        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props), *scram)
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"kafka StorageTool format failed:\n{result.stdout}{result.stderr}")
@@ -241,19 +334,22 @@ class KafkaBroker:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise RuntimeError(self._failure(f"exited with {self._proc.returncode}"))
-            if port_open("127.0.0.1", self.port) and self._answers():
+            if all(port_open("127.0.0.1", port) for _, port in self._listeners().values()) and all(
+                self._answers(name.lower()) for name in self._listeners()
+            ):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(self._failure(f"did not answer within {self.start_timeout}s"))
             time.sleep(0.2)
 
-    def _answers(self) -> bool:
-        """True when a kafka-python admin client gets metadata (with SASL when configured)."""
+    def _answers(self, listener: str = "client") -> bool:
+        """True when a kafka-python admin client gets metadata on ``listener`` (SASL/TLS as configured)."""
         # Imported late: only callers that actually start brokers pay for kafka-python.
         from kafka import KafkaAdminClient
 
         try:
-            admin = KafkaAdminClient(**self.client_config(), request_timeout_ms=5000, bootstrap_timeout_ms=5000)
+            admin = KafkaAdminClient(**self.client_config(listener=listener), request_timeout_ms=5000,
+                                     bootstrap_timeout_ms=5000)
         except Exception:  # noqa: BLE001 - any failure means "not yet"
             return False
         try:
