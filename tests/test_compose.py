@@ -275,7 +275,7 @@ def test_the_readme_docker_section_documents_every_compose_variable() -> None:
 
 
 def test_readme_commands_that_start_the_apps_rebuild_them() -> None:
-    commands = re.findall(r"docker compose up[^\n#]*", readme_docker_section())
+    commands = re.findall(r"docker compose up[^\n#`]*", readme_docker_section())
     assert commands
     for command in commands:
         named = set(command.split()) & set(SERVICES)
