@@ -147,7 +147,7 @@ class RtspCamera:
             if left <= 0:
                 raise RuntimeError(self._failure(f"not ready within {self.ready_timeout}s"))
             readable, _, _ = select.select([fd], [], [], min(left, 0.5))
-            if readable:
+            if readable:  # so this read returns at once (data or EOF), never blocks
                 chunk = os.read(fd, 4096)
                 if not chunk:
                     self._proc.wait(timeout=5)

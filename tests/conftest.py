@@ -95,19 +95,26 @@ class App:
         self.log_path = log_path
         self.port = port
         self.secrets = secrets  # what it was handed that must never appear in its log
+        # Read through our own handle: another pytest session in this checkout clears the log
+        # directory when it starts, and a removed file stays readable through an open handle.
+        self._log = log_path.open("rb")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
 
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout)
 
     def stop(self) -> int | None:
         return procs.terminate(self.proc)
+
+    def close(self) -> None:
+        self._log.close()
 
 
 def app_env(kafka_bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
@@ -150,9 +157,13 @@ def start_app(log_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
         return app
 
     yield start
-    for app in started:
-        app.stop()
-    assert_no_secrets_in_logs(started)
+    try:
+        for app in started:
+            app.stop()
+        assert_no_secrets_in_logs(started)
+    finally:
+        for app in started:
+            app.close()
 
 
 def assert_no_secrets_in_logs(apps: list[App]) -> None:

@@ -72,7 +72,8 @@ def test_secret_values_are_not_echoed_in_errors() -> None:
 
 @pytest.mark.parametrize("script", ["producer.py", "consumer.py"])
 def test_help_documents_every_flag_with_its_key_and_default(script: str) -> None:
-    out = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, check=True,
+                         timeout=60)
     cls = ProducerSettings if script == "producer.py" else ConsumerSettings
     text = " ".join(out.stdout.split())
     for f in dataclasses.fields(cls):
@@ -89,7 +90,7 @@ def test_help_documents_every_flag_with_its_key_and_default(script: str) -> None
     (["--no-such-flag"], "unrecognized"),
 ])
 def test_bad_producer_flags_exit_2_with_one_line(args: list[str], needle: str) -> None:
-    out = subprocess.run([sys.executable, "producer.py", *args], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "producer.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
