@@ -84,3 +84,14 @@ def test_tls_without_the_ca_file_gives_one_line_naming_certificate_verification(
     lines = app.log().strip().splitlines()
     assert len(lines) == 1, lines
     assert "certificate verification failed" in lines[0] and "KAFKA_SSL_CAFILE" in lines[0], lines
+
+
+@pytest.mark.parametrize("script", ["producer.py", "consumer.py"])
+def test_an_unreadable_ca_file_gives_one_line_naming_it(tls_kafka, topic, start_app, tmp_path, script) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    app = start_app(script, ssl_env(tls_kafka, topic, KAFKA_SSL_CAFILE=str(missing), KAFKA_CONNECT_TIMEOUT_S="3"),
+                    wait_http=False)
+    assert app.wait(30) == 1
+    lines = app.log().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"cannot load the CA file {missing}" in lines[0] and "KAFKA_SSL_CAFILE" in lines[0], lines
