@@ -304,7 +304,10 @@ def resolve(cls: type[S], flags: dict[str, Any], env: dict[str, str]) -> S:
     config_path = flags.get("config") or env.get("CONFIG_FILE") or "config.env"
     file_values: dict[str, str | None] = {}
     if Path(config_path).is_file():
-        file_values = dict(dotenv_values(config_path))
+        try:
+            file_values = dict(dotenv_values(config_path))
+        except OSError as err:  # e.g. mode 600 and owned by another user (a container's uid)
+            raise SettingsError(f"config file {config_path!r} not readable: {err.strerror}") from None
     elif flags.get("config") or env.get("CONFIG_FILE"):
         raise SettingsError(f"config file {config_path!r} not found")
     unknown = sorted(set(file_values) - ALL_KEYS)

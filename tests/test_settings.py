@@ -32,6 +32,19 @@ def test_environment_beats_config_file_and_flags_beat_environment(tmp_path: Path
     assert (s.topic, s.jpeg_quality, s.camera_id) == ("from-file", 70, "flag")
 
 
+def test_an_unreadable_config_file_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads any file, so the refusal a container's uid gets on a mode-600 file is simulated.
+    cfg = tmp_path / "config.env"
+    cfg.write_text("JPEG_QUALITY=60\n")
+
+    def refuse(path: str) -> dict[str, str]:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr("rtsp_kafka_mjpeg.settings.dotenv_values", refuse)
+    with pytest.raises(SettingsError, match=r"config file '.*config.env' not readable: Permission denied"):
+        resolve(ProducerSettings, {"config": str(cfg)}, {})
+
+
 def test_config_env_lists_every_key_with_its_default() -> None:
     values = dotenv_values(ROOT / "config.env")
     declared = {}
