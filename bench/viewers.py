@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import queue
 import resource
 import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -327,6 +329,7 @@ class ViewerRun:
         self.log_path = log_path
         self.proc: subprocess.Popen[str] | None = None
         self.pid = 0
+        self._lines: queue.Queue[str | None] = queue.Queue()
 
     def start(self) -> ViewerRun:
         from harness import procs
@@ -336,14 +339,27 @@ class ViewerRun:
                                      cwd=Path(__file__).resolve().parents[1])
         procs.track(self.proc)  # type: ignore[arg-type]
         self.pid = self.proc.pid
+        threading.Thread(target=self._pump_lines, name="viewer-lines", daemon=True).start()
         return self
 
-    def wait_line(self, prefix: str) -> str:
-        """Block until the child prints a line starting with ``prefix``; its remainder."""
+    def _pump_lines(self) -> None:
+        """Move the child's stdout lines into a queue, so waiting for one can have a deadline."""
         assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)  # EOF
+
+    def wait_line(self, prefix: str) -> str:
+        """Wait (at most the run's timeout) until the child prints a line starting with ``prefix``;
+        its remainder."""
+        assert self.proc is not None
+        deadline = time.monotonic() + self.timeout
         while True:
-            line = self.proc.stdout.readline()
-            if not line:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"viewer process printed no '{prefix}' within {self.timeout:.0f} s") from None
+            if line is None:
                 code = self.proc.wait(timeout=5)
                 raise RuntimeError(f"viewer process exited ({code}) before '{prefix}'")
             if line.startswith(prefix):

@@ -6,8 +6,10 @@ Data flows one way: source -> encoder -> publisher -> Kafka -> subscriber -> hub
 import os
 
 # Quiet FFmpeg/OpenCV before any module imports cv2: their messages can carry a camera URL with
-# its password, and they bypass our logging (and its secret filter).
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+# its password, and they bypass our logging (and its secret filter). Assigned, not defaulted: a
+# verbose level exported in the user's shell must not put the password on stderr. Every module
+# of the package imports this file first, so cv2 never loads before these are set.
+os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"
+os.environ["OPENCV_LOG_LEVEL"] = "OFF"
 
 __version__ = "0.1.0"

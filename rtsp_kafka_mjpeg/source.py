@@ -12,10 +12,6 @@ import os
 import threading
 import time
 
-# Quiet FFmpeg/OpenCV before cv2 loads: their messages can carry the camera URL with its password.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
-
 import cv2
 import numpy as np
 import tenacity

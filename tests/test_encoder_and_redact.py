@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,6 +14,8 @@ import pytest
 
 from rtsp_kafka_mjpeg.encoder import FrameTooLarge, JpegEncoder
 from rtsp_kafka_mjpeg.redact import SecretFilter, redact_url
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def noise(w: int, h: int) -> np.ndarray:
@@ -41,3 +47,12 @@ def test_secret_filter_masks_registered_values_in_log_records() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "login %s", ("pw=topsecret",), None)
     SecretFilter(["topsecret"]).filter(record)
     assert "topsecret" not in record.getMessage()
+
+
+def test_a_verbose_ffmpeg_log_level_in_the_shell_is_overridden_before_cv2_loads() -> None:
+    # FFmpeg's own messages name the camera URL, password included, and bypass our secret filter.
+    code = ("import os, rtsp_kafka_mjpeg.source; "
+            "print(os.environ['OPENCV_FFMPEG_LOGLEVEL'], os.environ['OPENCV_LOG_LEVEL'])")
+    env = {**os.environ, "OPENCV_FFMPEG_LOGLEVEL": "56", "OPENCV_LOG_LEVEL": "DEBUG"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["-8", "OFF"], out.stderr
