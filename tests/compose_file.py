@@ -74,3 +74,24 @@ def published(service: Mapping[str, Any]) -> list[Binding]:
         host_ip = parts[0] if len(parts) == 3 else "0.0.0.0"
         bindings.append(Binding(host_ip, int(parts[-2]), int(parts[-1])))
     return bindings
+
+
+def enabled_services(compose: Mapping[str, Any], profiles: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The services `docker compose --profile P ... up` runs: those without `profiles` and those
+    with an active one. A `depends_on` a service left out is an error unless it says
+    `required: false` (then Compose drops it: compose-go loader/validate.go, graph/services.go)."""
+    services = compose["services"]
+    enabled = {name: s for name, s in services.items() if not s.get("profiles") or set(s["profiles"]) & profiles}
+    for name, service in enabled.items():
+        depends_on = service.get("depends_on") or {}
+        if isinstance(depends_on, list):
+            depends_on = dict.fromkeys(depends_on)
+        for dependency, condition in depends_on.items():
+            if dependency not in enabled and (condition or {}).get("required", True):
+                raise ValueError(f"service {name!r} requires {dependency!r}, which these profiles leave out")
+    return enabled
+
+
+def profile_services(compose: Mapping[str, Any], profile: str) -> list[str]:
+    """The services only that profile adds, in file order."""
+    return [name for name, s in compose["services"].items() if profile in (s.get("profiles") or [])]

@@ -1,6 +1,6 @@
 """docker-compose.yml, the Dockerfile and the demo camera's config agree with config.env, the test
-harness and the images they name (Docker itself is not needed to check; the broker's configuration
-is run for real in test_compose_broker.py)."""
+harness and the images they name (Docker itself is not needed to check; the brokers' configuration,
+single and `cluster` profile, is run for real in test_compose_broker.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from compose_file import Binding, environment, interpolate, load, published, variables_used
+from compose_file import (
+    Binding,
+    enabled_services,
+    environment,
+    interpolate,
+    load,
+    profile_services,
+    published,
+    variables_used,
+)
 from dotenv import dotenv_values
 
 from harness.kafka_broker import DEFAULT_VERSION
@@ -36,9 +45,9 @@ def container_ports(service: str, variables: dict[str, str] | None = None) -> di
     return {b.container_port: b for b in published(load(variables)["services"][service])}
 
 
-def listeners(key: str) -> dict[str, tuple[str, int]]:
-    """KAFKA_*LISTENERS of the kafka service as {name: (host, port)}."""
-    found = re.findall(r"(\w+)://([^:,]*):(\d+)", env("kafka")[key])
+def listeners(key: str, service: str = "kafka") -> dict[str, tuple[str, int]]:
+    """KAFKA_*LISTENERS of a Kafka service as {name: (host, port)}."""
+    found = re.findall(r"(\w+)://([^:,]*):(\d+)", env(service)[key])
     return {name: (host, int(port)) for name, host, port in found}
 
 
@@ -51,9 +60,16 @@ def dockerfile_steps() -> list[tuple[str, str]]:
     return [tuple(line.split(None, 1)) for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def readme_docker_section() -> str:
+def readme_section(title: str) -> str:
     text = (ROOT / "README.md").read_text()
-    return text.split("\n## Docker\n", 1)[1].split("\n## ", 1)[0]
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def readme_docker_section() -> str:
+    return readme_section("Docker")
+
+
+CLUSTER = profile_services(COMPOSE, "cluster")
 
 
 def mediamtx_release_keys(version: str) -> dict[str, set[str]]:
@@ -70,7 +86,12 @@ def mediamtx_release_keys(version: str) -> dict[str, set[str]]:
 
 
 def test_the_stack_is_kafka_a_camera_a_producer_and_a_consumer() -> None:
-    assert set(SERVICES) >= {"kafka", "camera", "producer", "consumer"}
+    assert set(enabled_services(COMPOSE)) == {"kafka", "camera", "producer", "consumer"}
+
+
+def test_the_cluster_profile_adds_three_brokers_and_nothing_else() -> None:
+    assert set(enabled_services(COMPOSE, {"cluster"})) - set(enabled_services(COMPOSE)) == set(CLUSTER)
+    assert CLUSTER == ["kafka-1", "kafka-2", "kafka-3"]
 
 
 def test_exactly_one_service_builds_the_app_image_and_rebuilds_it_on_every_up() -> None:
@@ -102,6 +123,13 @@ def test_long_running_services_restart_and_kafka_and_consumer_report_health() ->
 @pytest.mark.parametrize("service", APPS)
 def test_apps_start_only_once_kafka_is_healthy(service: str) -> None:
     assert SERVICES[service]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("service", APPS)
+def test_apps_wait_for_the_cluster_nodes_only_when_the_profile_runs_them(service: str) -> None:
+    # required: false: without the profile the nodes are left out and Compose drops the dependency.
+    for node in CLUSTER:
+        assert SERVICES[service]["depends_on"][node] == {"condition": "service_healthy", "required": False}
 
 
 # --- Kafka --------------------------------------------------------------------------------------
@@ -146,6 +174,85 @@ def test_the_broker_accepts_the_largest_frame_config_env_allows() -> None:
     largest = int(str(CONFIG["KAFKA_MAX_MESSAGE_BYTES"]))
     assert int(env("kafka")["KAFKA_MESSAGE_MAX_BYTES"]) > largest
     assert int(env("kafka")["KAFKA_REPLICA_FETCH_MAX_BYTES"]) > largest
+
+
+# --- the cluster profile -------------------------------------------------------------------------
+
+
+def node_ids() -> dict[str, int]:
+    return {node: int(env(node)["KAFKA_NODE_ID"]) for node in CLUSTER}
+
+
+def test_cluster_nodes_run_the_single_brokers_image_in_combined_kraft_mode_as_one_cluster() -> None:
+    assert {SERVICES[node]["image"] for node in CLUSTER} == {SERVICES["kafka"]["image"]}
+    assert sorted(node_ids().values()) == [1, 2, 3]
+    assert len({env(node)["CLUSTER_ID"] for node in CLUSTER}) == 1
+    for node in CLUSTER:
+        assert set(env(node)["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+        assert SERVICES[node]["hostname"] == node
+
+
+def controller_port(node: str) -> int:
+    return listeners("KAFKA_LISTENERS", node)[env(node)["KAFKA_CONTROLLER_LISTENER_NAMES"]][1]
+
+
+def test_every_node_names_all_three_controllers_at_their_service_names_and_controller_ports() -> None:
+    expected = ",".join(f"{node_ids()[peer]}@{peer}:{controller_port(peer)}" for peer in CLUSTER)
+    for node in CLUSTER:
+        assert env(node)["KAFKA_CONTROLLER_QUORUM_VOTERS"] == expected, node
+
+
+def test_each_node_advertises_its_service_name_in_the_network_and_its_own_published_port_to_the_host() -> None:
+    host_ports = set()
+    for node in CLUSTER:
+        advertised, bound = listeners("KAFKA_ADVERTISED_LISTENERS", node), listeners("KAFKA_LISTENERS", node)
+        assert advertised["DOCKER"] == (node, bound["DOCKER"][1])
+        host, port = advertised["HOST"]
+        assert host == "localhost"
+        assert container_ports(node)[bound["HOST"][1]] == Binding("127.0.0.1", port, bound["HOST"][1])
+        assert f"localhost:{port}" in SERVICES[node]["healthcheck"]["test"]
+        assert env(node)["KAFKA_INTER_BROKER_LISTENER_NAME"] == "DOCKER"
+        host_ports.add(port)
+    assert len(host_ports) == len(CLUSTER) and config_port("KAFKA_BOOTSTRAP_SERVERS") not in host_ports
+
+
+def test_cluster_topics_internal_and_default_keep_three_replicas_and_need_two_in_sync() -> None:
+    for node in CLUSTER:
+        kafka = env(node)
+        for key in ("OFFSETS_TOPIC", "TRANSACTION_STATE_LOG", "SHARE_COORDINATOR_STATE_TOPIC"):
+            assert kafka[f"KAFKA_{key}_REPLICATION_FACTOR"] == "3", key
+        assert kafka["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        for key in ("KAFKA_MIN_INSYNC_REPLICAS", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+                    "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR"):
+            assert kafka[key] == "2", key
+
+
+def test_cluster_nodes_accept_the_largest_frame_and_shape_topics_like_the_single_broker() -> None:
+    same = ("KAFKA_MESSAGE_MAX_BYTES", "KAFKA_REPLICA_FETCH_MAX_BYTES", "KAFKA_NUM_PARTITIONS",
+            "KAFKA_LOG_RETENTION_MS", "KAFKA_LOG_ROLL_MS", "KAFKA_LOG_DIRS")
+    for node in CLUSTER:
+        assert {key: env(node)[key] for key in same} == {key: env("kafka")[key] for key in same}, node
+
+
+def test_each_node_keeps_its_data_in_its_own_volume() -> None:
+    volumes = [SERVICES[node]["volumes"] for node in CLUSTER]
+    assert volumes == [[f"{node}-data:{env(node)['KAFKA_LOG_DIRS']}"] for node in CLUSTER]
+    assert {f"{node}-data" for node in CLUSTER} <= set(COMPOSE["volumes"])
+
+
+def test_the_apps_use_the_cluster_through_one_variable() -> None:
+    cluster = ",".join(f"{node}:{listeners('KAFKA_ADVERTISED_LISTENERS', node)['DOCKER'][1]}" for node in CLUSTER)
+    for service in APPS:
+        variables = {"KAFKA_DOCKER_BOOTSTRAP": cluster}
+        assert environment(load(variables)["services"][service])["KAFKA_BOOTSTRAP_SERVERS"] == cluster
+
+
+def test_the_readme_starts_the_cluster_without_the_single_broker_and_with_the_apps_pointed_at_it() -> None:
+    section = readme_section("A real multi-broker cluster")
+    command = re.search(r"^(\S+=\S+) docker compose --profile cluster up ([^\n`]*)", section, re.MULTILINE)
+    assert command
+    assert command[1] == "KAFKA_DOCKER_BOOTSTRAP=" + ",".join(f"{node}:29092" for node in CLUSTER)
+    assert "--scale kafka=0" in command[2] and "--build" in command[2]
 
 
 # --- published ports ----------------------------------------------------------------------------
@@ -275,7 +382,8 @@ def test_the_readme_docker_section_documents_every_compose_variable() -> None:
 
 
 def test_readme_commands_that_start_the_apps_rebuild_them() -> None:
-    commands = re.findall(r"docker compose up[^\n#`]*", readme_docker_section())
+    sections = readme_docker_section() + readme_section("A real multi-broker cluster")
+    commands = re.findall(r"docker compose (?:--profile \S+ )?up[^\n#`]*", sections)
     assert commands
     for command in commands:
         named = set(command.split()) & set(SERVICES)
