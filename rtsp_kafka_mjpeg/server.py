@@ -15,6 +15,7 @@ from typing import Any
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.ggevent import GeventWorker
 
 from .hub import FrameHub
 from .metrics import ConsumerMetrics
@@ -64,6 +65,15 @@ def release_viewers_on_shutdown(worker: Any) -> None:
     threading.Thread(target=watch, name="shutdown-watch", daemon=True).start()
 
 
+class GracefulGeventWorker(GeventWorker):
+    """gunicorn's gevent worker, but Ctrl-C (SIGINT) and SIGQUIT stop it the way SIGTERM does:
+    stop accepting, end the streams, exit 0. The stock worker raises SystemExit inside a spawned
+    greenlet, which gevent prints as a traceback on every Ctrl-C (benoitc/gunicorn#3239)."""
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        self.alive = False
+
+
 class _SameLogFormat(glogging.Logger):
     """gunicorn's own messages through our handlers: one format, secrets masked."""
 
@@ -85,7 +95,7 @@ class StreamServer(BaseApplication):
         options = {
             "bind": f"{host}:{s.port}",
             "workers": 1,
-            "worker_class": "gevent",
+            "worker_class": GracefulGeventWorker,
             "worker_connections": s.max_viewers,
             "timeout": 30,
             "graceful_timeout": 3,

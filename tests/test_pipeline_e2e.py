@@ -13,6 +13,7 @@ import time
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, ROOT, App, app_env, read_parts, wait_for
 from kafka import KafkaConsumer
@@ -101,6 +102,22 @@ def test_producer_exits_cleanly_on_sigterm(kafka, camera, topic, start_app) -> N
     producer.proc.send_signal(signal.SIGTERM)
     assert producer.wait(15) == 0
     assert "stopped:" in producer.log() and "Traceback" not in producer.log()
+
+
+def test_consumer_stops_on_ctrl_c_with_a_viewer_attached_and_no_traceback(kafka, camera, topic, start_app) -> None:
+    env = app_env(kafka.bootstrap, topic)
+    start_app("producer.py", env, "--source", camera.url)
+    consumer = start_app("consumer.py", env)
+    viewer = MjpegViewer(f"{consumer.url}/video_feed")
+    try:
+        assert len(viewer.read_parts(1, 30)) == 1
+        # A terminal's Ctrl-C reaches the whole foreground group: gunicorn's master and its worker.
+        for pid in [consumer.proc.pid, *(c.pid for c in psutil.Process(consumer.proc.pid).children())]:
+            os.kill(pid, signal.SIGINT)
+        assert consumer.wait(15) == 0
+    finally:
+        viewer.close()
+    assert "Traceback" not in consumer.log() and "SystemExit" not in consumer.log(), consumer.log()
 
 
 @pytest.mark.parametrize("script", ["producer.py", "consumer.py"])
