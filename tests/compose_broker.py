@@ -84,7 +84,9 @@ def image_environment(compose_env: dict[str, str], log_dir: Path) -> dict[str, s
 
 
 def _java(libs: Path, log4j: Path, main: str, *args: str) -> list[str]:
-    return ["java", *JVM_OPTS, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
+    # C1 only: these JVMs live seconds, and full JIT would spend its CPU on code run a few times.
+    return ["java", *JVM_OPTS, "-XX:TieredStopAtLevel=1", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
+            main, *args]
 
 
 def _java_env(image_env: dict[str, str]) -> dict[str, str]:
@@ -116,7 +118,8 @@ def listener_ports(properties: Path) -> list[int]:
     return [int(port) for port in re.findall(r"://[^:,]*:(\d+)", values.get("listeners", ""))]
 
 
-def start_broker(libs: Path, work: Path, properties: Path, image_env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_broker(libs: Path, work: Path, properties: Path, image_env: dict[str, str],
+                 timeout: float = BROKER_START_TIMEOUT_S) -> subprocess.Popen[bytes]:
     """kafka.Kafka on ``properties``; returns once every listener port accepts connections."""
     log4j = work / "log4j2.properties"
     write_log4j2_config(log4j, work / "server.log")
@@ -125,12 +128,12 @@ def start_broker(libs: Path, work: Path, properties: Path, image_env: dict[str, 
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     procs.track(proc)
     ports = listener_ports(properties)
-    deadline = time.monotonic() + BROKER_START_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     while not all(port_open("127.0.0.1", port) for port in ports):
         if proc.poll() is not None:
             raise CheckFailed(f"broker exited with {proc.returncode}: {procs.log_tail(work / 'server.log', 300)!r}")
         if time.monotonic() > deadline:
-            raise CheckFailed(f"broker listeners {ports} not open within {BROKER_START_TIMEOUT_S:.0f}s")
+            raise CheckFailed(f"broker listeners {ports} not open within {timeout:.0f}s")
         time.sleep(0.2)
     return proc
 
@@ -188,7 +191,7 @@ def run_view(name: str, bootstrap: str, hosts: str, work: Path) -> dict[str, str
     hosts_file = work / f"hosts-{name}"
     hosts_file.write_text(hosts)
     cmd = ["unshare", "--mount", "--", sys.executable, "-m", "tests.compose_broker", "view", "--name", name,
-           "--bootstrap", bootstrap, "--hosts", str(hosts_file), "--outer-mnt", _ns_inode("mnt")]
+           "--bootstrap", bootstrap, "--hosts", str(hosts_file), "--outer-mnt", ns_inode("mnt")]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=VIEW_TIMEOUT_S + 30, check=False)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["(no output)"]
@@ -196,18 +199,21 @@ def run_view(name: str, bootstrap: str, hosts: str, work: Path) -> dict[str, str
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _ns_inode(kind: str) -> str:
+def ns_inode(kind: str) -> str:
+    """This process's namespace of ``kind``: steps refuse to change what belongs to the real host."""
     return str(os.stat(f"/proc/self/ns/{kind}").st_ino)
 
 
-def _run(*cmd: str) -> None:
+def run_command(*cmd: str) -> None:
+    """Run a setup command (ip, mount, hostname); its failure is the check's one line."""
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise CheckFailed(f"{' '.join(cmd)}: {result.stderr.strip() or result.returncode}")
 
 
-def _bind_hosts(hosts_file: Path) -> None:
-    _run("mount", "--bind", str(hosts_file), "/etc/hosts")
+def bind_hosts(hosts_file: Path) -> None:
+    """What this mount namespace resolves, as a container's /etc/hosts."""
+    run_command("mount", "--bind", str(hosts_file), "/etc/hosts")
 
 
 def views(compose: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -225,17 +231,17 @@ def views(compose: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def in_namespace(args: argparse.Namespace) -> None:
     """The broker's container: bring up lo, name it `kafka`, start the broker, run the views."""
-    if _ns_inode("net") == args.outer_net or _ns_inode("mnt") == args.outer_mnt:
+    if ns_inode("net") == args.outer_net or ns_inode("mnt") == args.outer_mnt:
         raise CheckFailed("refusing to run outside a private network and mount namespace")
     compose = load()
-    _run("ip", "link", "set", "lo", "up")
-    _run("hostname", compose["services"]["kafka"]["hostname"])
+    run_command("ip", "link", "set", "lo", "up")
+    run_command("hostname", compose["services"]["kafka"]["hostname"])
     work = Path(tempfile.mkdtemp(prefix="compose-broker-"))
     proc = None
     try:
         hosts = work / "hosts-broker"
         hosts.write_text("127.0.0.1 localhost kafka\n")
-        _bind_hosts(hosts)
+        bind_hosts(hosts)
         image_env = image_environment(environment(compose["services"]["kafka"]), work / "data")
         properties = setup_configs(Path(args.libs), work, image_env)
         log.info("server.properties written and storage formatted by the image's setup")
@@ -252,9 +258,9 @@ def in_namespace(args: argparse.Namespace) -> None:
 
 def view(args: argparse.Namespace) -> None:
     """One client: its own /etc/hosts, then a round trip; prints a JSON line."""
-    if _ns_inode("mnt") == args.outer_mnt:
+    if ns_inode("mnt") == args.outer_mnt:
         raise CheckFailed("refusing to replace /etc/hosts outside a private mount namespace")
-    _bind_hosts(Path(args.hosts))
+    bind_hosts(Path(args.hosts))
     topic = f"compose-check-{args.name}"
     advertised = round_trip(args.bootstrap, topic, time.monotonic() + VIEW_TIMEOUT_S)
     print(json.dumps({"view": args.name, "advertised": advertised}), flush=True)
@@ -286,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             # exec: whoever stops this process stops unshare, whose --kill-child stops the broker step.
             cmd = ["unshare", "--map-root-user", "--net", "--mount", "--uts", "--fork", "--kill-child=SIGTERM",
                    "--", sys.executable, "-m", "tests.compose_broker", "broker", "--libs", args.libs,
-                   "--outer-net", _ns_inode("net"), "--outer-mnt", _ns_inode("mnt")]
+                   "--outer-net", ns_inode("net"), "--outer-mnt", ns_inode("mnt")]
             os.chdir(ROOT)
             os.execvp(cmd[0], cmd)
     except CheckFailed as err:
