@@ -22,12 +22,15 @@ Prints one line per view; on failure one line naming it and exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import selectors
 import shutil
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -132,7 +135,7 @@ def engine(args: argparse.Namespace) -> None:
         views = [("host", args.host_bootstrap, None), ("network", app_bootstrap(compose), "consumer")]
         for view_name, bootstrap, container in views:
             step = ["tests.compose_cluster", "view", "--name", view_name, "--bootstrap", bootstrap,
-                    "--hosts", hosts_file(members, container), *common]
+                    "--hosts", hosts_file(members, container), *common, *(["--check-voters"] if container else [])]
             began = time.monotonic()
             result = _run_view(view_name, step, members.get(container or ""), work)
             log.info("view %s took %.1fs", view_name, time.monotonic() - began)
@@ -185,8 +188,9 @@ def _run_view(name: str, step: list[str], ip: str | None, work: Path) -> dict[st
 
 def _describe(name: str, bootstrap: str, r: dict[str, Any]) -> str:
     brokers = " ".join(f"{node}={address}" for node, address in sorted(r["brokers"].items()))
+    voters = "with a leader" + (", each answering as a controller at its address" if r["voters_checked"] else "")
     return (f"view {name}: bootstrap {bootstrap}; brokers {brokers}; quorum voters "
-            f"{','.join(map(str, r['voters']))} with a leader; settings as composed on nodes "
+            f"{','.join(map(str, r['voters']))} {voters}; settings as composed on nodes "
             f"{','.join(map(str, r['configured']))}; topic {r['partitions']} partitions x {r['replicas']} replicas, "
             f"{r['in_sync']} in sync, min ISR {r['min_isr']}, leaders on nodes {','.join(map(str, r['leaders']))}; "
             f"acks=all round trip ok")
@@ -238,31 +242,39 @@ def view(args: argparse.Namespace) -> None:
     compose = compose_model(args.set)
     nodes = {int(environment(compose["services"][n])["KAFKA_NODE_ID"]): environment(compose["services"][n])
              for n in profile_services(compose, PROFILE)}
-    result = inspect_cluster(args.bootstrap, nodes, f"compose-cluster-{args.name}",
+    result = inspect_cluster(args.bootstrap, nodes, f"compose-cluster-{args.name}", args.check_voters,
                              time.monotonic() + VIEW_TIMEOUT_S)
     shutil.rmtree(hosts.parent, ignore_errors=True)
     print(json.dumps(result), flush=True)
 
 
-def inspect_cluster(bootstrap: str, nodes: dict[int, dict[str, str]], topic: str, deadline: float) -> dict[str, Any]:
+def inspect_cluster(bootstrap: str, nodes: dict[int, dict[str, str]], topic: str, check_voters: bool,
+                    deadline: float) -> dict[str, Any]:
     """Brokers and quorum as the cluster reports them, each node's settings (asked of that node, at
-    the address it advertises), then a topic with the brokers' defaults: one acks=all record per
-    partition, each read back. Retried until ``deadline`` while the cluster may still be forming;
-    a setting that differs from the compose file fails at once."""
+    the address it advertises), with ``check_voters`` every quorum voter's address (each node runs
+    the same voters: checked with the settings) answering as a controller, then a topic with the
+    brokers' defaults: one acks=all record per partition, each read back. Retried until
+    ``deadline`` while the cluster may still be forming; a setting that differs fails at once.
+
+    Why the voters: a quorum forms with one voter's address wrong (the others make a majority and
+    the wrong one still fetches from the leader), and breaks only at the next election."""
     last_error = "no attempt"
     while time.monotonic() < deadline:
+        doing = ["connecting"]
         try:
-            return _inspect_once(bootstrap, nodes, topic)
+            return _inspect_once(bootstrap, nodes, topic, check_voters, doing)
         except CheckFailed:
             raise
         except Exception as err:  # noqa: BLE001 - any client failure means "not ready yet"
-            last_error = f"{type(err).__name__}: {err}"
+            last_error = f"{doing[0]}: {type(err).__name__}: {err}"
             log.info("not yet: %s", last_error)
         time.sleep(0.5)
     raise CheckFailed(f"cluster not usable through {bootstrap} before the deadline; last error: {last_error}")
 
 
-def _inspect_once(bootstrap: str, nodes: dict[int, dict[str, str]], topic: str) -> dict[str, Any]:
+def _inspect_once(bootstrap: str, nodes: dict[int, dict[str, str]], topic: str, check_voters: bool,
+                  doing: list[str]) -> dict[str, Any]:
+    """One attempt; ``doing[0]`` names the step under way, for the failure line."""
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
     from kafka.errors import TopicAlreadyExistsError
@@ -270,20 +282,30 @@ def _inspect_once(bootstrap: str, nodes: dict[int, dict[str, str]], topic: str) 
     common = {"bootstrap_servers": bootstrap.split(","), "request_timeout_ms": 5000, "bootstrap_timeout_ms": 5000}
     admin = KafkaAdminClient(**common)
     try:
+        doing[0] = "listing the brokers"
         brokers = {b["broker_id"]: f"{b['host']}:{b['port']}" for b in admin.describe_cluster()["brokers"]}
         if set(brokers) != set(nodes):
             raise RuntimeError(f"brokers in the metadata: {sorted(brokers)}")
+        doing[0] = "describing the quorum"
         quorum = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
         voters = sorted(voter["replica_id"] for voter in quorum["current_voters"])
         if quorum["leader_id"] not in voters:
             raise RuntimeError(f"no quorum leader among voters {voters}")
         for node_id, compose_env in nodes.items():
+            doing[0] = f"asking node {node_id} for its settings at {brokers[node_id]}"
             resource = ConfigResource(ConfigResourceType.BROKER, str(node_id))
             running = admin.describe_configs([resource], config_filter="all")["broker"][str(node_id)]
             for key, value in broker_settings(compose_env).items():
                 if (running.get(key) or {}).get("value") != value:
                     raise CheckFailed(f"node {node_id} runs {key}={(running.get(key) or {}).get('value')}, "
                                       f"the compose file sets {value}")
+        if check_voters:
+            for voter in next(iter(nodes.values()))["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","):
+                doing[0] = f"asking voter {voter} for its APIs"
+                host, port = voter.split("@", 1)[1].rsplit(":", 1)
+                if not answers_as_controller(host, int(port)):
+                    raise RuntimeError(f"{host}:{port} is not a controller listener")
+        doing[0] = f"creating topic {topic}"
         try:
             admin.create_topics({topic: {}}, wait_for_metadata=True)  # the brokers' default shape
         except TopicAlreadyExistsError:
@@ -293,30 +315,66 @@ def _inspect_once(bootstrap: str, nodes: dict[int, dict[str, str]], topic: str) 
         min_isr = topic_configs["topic"][topic]["min.insync.replicas"]["value"]
     finally:
         admin.close()
-    _round_trip(common, topic, sorted(p["partition_index"] for p in partitions))
+    leaders = {p["partition_index"]: p["leader_id"] for p in partitions}
+    doing[0] = f"acks=all records to partitions led by nodes {sorted(set(leaders.values()))}"
+    _round_trip(common, topic, leaders)
     return {
-        "brokers": brokers, "voters": voters, "configured": sorted(nodes), "partitions": len(partitions),
+        "brokers": brokers, "voters": voters, "voters_checked": check_voters, "configured": sorted(nodes),
+        "partitions": len(partitions),
         "replicas": _one({len(p["replica_nodes"]) for p in partitions}),
         "in_sync": _one({len(p["isr_nodes"]) for p in partitions}),
         "min_isr": int(min_isr), "leaders": sorted({p["leader_id"] for p in partitions}),
     }
 
 
+API_PRODUCE, API_VOTE, API_VERSIONS = 0, 52, 18
+
+
+def answers_as_controller(host: str, port: int) -> bool:
+    """Whether host:port is a KRaft controller listener: its ApiVersions (v0, which every Kafka
+    answers) lists Vote and not Produce. A broker listener lists Produce; nothing listening fails."""
+    request = struct.pack(">hhih", API_VERSIONS, 0, 1, len(b"compose-check")) + b"compose-check"
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        response = _receive(sock, struct.unpack(">i", _receive(sock, 4))[0])
+    _, error, count = struct.unpack_from(">ihi", response)
+    keys = {struct.unpack_from(">h", response, 10 + 6 * i)[0] for i in range(count)}
+    return error == 0 and API_VOTE in keys and API_PRODUCE not in keys
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed mid-response")
+        data += chunk
+    return data
+
+
 def _one(values: set[int]) -> int | str:
     return values.pop() if len(values) == 1 else f"mixed {sorted(values)}"
 
 
-def _round_trip(common: dict[str, Any], topic: str, partitions: list[int]) -> None:
+def _round_trip(common: dict[str, Any], topic: str, leaders: dict[int, int]) -> None:
     """One acks=all record into every partition (so to every leader), each read back."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     payload = uuid.uuid4().bytes
+    partitions = sorted(leaders)
     producer = KafkaProducer(**common, acks="all", max_block_ms=5000)
     try:
-        for future in [producer.send(topic, payload, partition=p) for p in partitions]:
-            future.get(timeout=10)
-    finally:
-        producer.close(timeout=5)
+        for partition, future in [(p, producer.send(topic, payload, partition=p)) for p in partitions]:
+            try:
+                future.get(timeout=10)
+            except Exception as err:
+                raise RuntimeError(f"partition {partition} (leader node {leaders[partition]}): "
+                                   f"{type(err).__name__}: {err}") from err
+    except BaseException:
+        with contextlib.suppress(Exception):  # its unsent records would replace the error that matters
+            producer.close(timeout=1)
+        raise
+    producer.close(timeout=5)
     consumer = KafkaConsumer(**common, enable_auto_commit=False)
     try:
         assigned = [TopicPartition(topic, p) for p in partitions]
@@ -352,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     view_step = sub.add_parser("view")
     for flag in ("--name", "--bootstrap", "--hosts", "--outer-mnt"):
         view_step.add_argument(flag, required=True)
+    view_step.add_argument("--check-voters", action="store_true", help="in the network: voters resolve there")
     for step in (inner, node_step, view_step):
         step.add_argument("--set", action="append", default=[])
     args = parser.parse_args(argv)

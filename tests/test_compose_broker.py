@@ -53,14 +53,16 @@ def test_the_compose_cluster_forms_and_takes_acks_all_records_through_host_and_i
                              "--host-bootstrap", host_bootstrap, *sets], cwd=ROOT,
                             capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    settings = "quorum voters 1,2,3 with a leader; settings as composed on nodes 1,2,3"
+    quorum = "quorum voters 1,2,3 with a leader"
+    settings = "settings as composed on nodes 1,2,3"
     topic = "topic 6 partitions x 3 replicas, 3 in sync, min ISR 2, leaders on nodes 1,2,3; acks=all round trip ok"
     assert result.stdout.splitlines() == [
         "nodes kafka-1, kafka-2, kafka-3: configured by the image's setup, listeners open",
         "view host: bootstrap localhost:9192,localhost:9292,localhost:9392; brokers 1=localhost:9192 "
-        f"2=localhost:9292 3=localhost:9392; {settings}; {topic}",
+        f"2=localhost:9292 3=localhost:9392; {quorum}; {settings}; {topic}",
         "view network: bootstrap kafka-1:29092,kafka-2:29092,kafka-3:29092; brokers 1=kafka-1:29092 "
-        f"2=kafka-2:29092 3=kafka-3:29092; {settings}; {topic}",
+        f"2=kafka-2:29092 3=kafka-3:29092; {quorum}, each answering as a controller at its address; {settings}; "
+        f"{topic}",
     ]
 
 
