@@ -236,15 +236,15 @@ def view(args: argparse.Namespace) -> None:
     await_network_ready(30)
     if ns_inode("mnt") == args.outer_mnt:
         raise CheckFailed("refusing to replace /etc/hosts outside a private mount namespace")
-    hosts = Path(tempfile.mkdtemp(prefix="compose-view-")) / "hosts"
-    hosts.write_text(args.hosts)
-    bind_hosts(hosts)
+    with tempfile.TemporaryDirectory(prefix="compose-view-") as folder:
+        hosts = Path(folder) / "hosts"
+        hosts.write_text(args.hosts)
+        bind_hosts(hosts)
     compose = compose_model(args.set)
     nodes = {int(environment(compose["services"][n])["KAFKA_NODE_ID"]): environment(compose["services"][n])
              for n in profile_services(compose, PROFILE)}
     result = inspect_cluster(args.bootstrap, nodes, f"compose-cluster-{args.name}", args.check_voters,
                              time.monotonic() + VIEW_TIMEOUT_S)
-    shutil.rmtree(hosts.parent, ignore_errors=True)
     print(json.dumps(result), flush=True)
 
 
