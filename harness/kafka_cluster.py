@@ -1,0 +1,367 @@
+"""A real Apache Kafka cluster of n KRaft nodes (combined broker+controller) for failover tests and demos.
+
+Why this shape: the single ``KafkaBroker`` cannot show replication or a leader moving. Here every
+node is its own JVM from the same Maven jars, with its own client and controller ports and data
+dir; all are formatted with one cluster id and share a static quorum
+(``controller.quorum.voters`` of all n), so any node restarts on its own data dir and rejoins.
+Internal topics are replicated n-fold with a min ISR of 2, like a production cluster.
+
+``session_timeout_ms`` is the brokers' ``broker.session.timeout.ms``: how long after a SIGKILL
+the controller fences a node and moves its partitions' leadership. Production's default is 9000;
+tests may shorten it (the heartbeat must stay below it).
+
+Use::
+
+    cluster = KafkaCluster(n=3, session_timeout_ms=6000)
+    cluster.start()                      # returns once metadata lists n live brokers
+    cluster.leader_of("frames", cluster.partition_for_key("frames", "cam1"))
+    cluster.kill(2); cluster.restart(2)  # crash (SIGKILL) and rejoin on the same data dir
+    cluster.stop(1)                      # controlled shutdown (SIGTERM): leadership moves first
+    cluster.active_controller(); cluster.under_replicated("frames")
+    cluster.close()
+
+CLI (a cluster demo): ``python -m harness.kafka_cluster`` runs three nodes in the foreground (client
+ports 9092-9094, Kafka's default 9 s session) and prints
+``kafka cluster ready at 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094``; point
+``KAFKA_BOOTSTRAP_SERVERS`` there, with ``KAFKA_REPLICATION_FACTOR=3`` and ``KAFKA_ACKS=all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from kafka.partitioner.default import murmur2
+
+from harness import procs
+from harness.kafka_broker import DEFAULT_VERSION, JVM_OPTS, VIDEO_CONFIG, _cluster_id
+from harness.kafka_jars import fetch_kafka, write_log4j2_config
+from harness.ports import free_port
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+PROD_SESSION_TIMEOUT_MS = 9000  # Kafka's default broker.session.timeout.ms
+
+
+class ClusterNode:
+    """One combined broker+controller JVM of the cluster: its id, ports, data dir and process."""
+
+    def __init__(self, node_id: int, port: int, controller_port: int, data_dir: Path) -> None:
+        self.node_id = node_id
+        self.port = port
+        self.controller_port = controller_port
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def props(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def log_path(self) -> Path:
+        """The node's log4j log (WARN and up, plus start/stop lines)."""
+        return self.data_dir / "server.log"
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.data_dir / "broker.out"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.is_running() and self.proc else None
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class KafkaCluster:
+    """n KRaft nodes on 127.0.0.1; each can be killed, stopped and restarted on its own data dir."""
+
+    def __init__(
+        self,
+        n: int = 3,
+        session_timeout_ms: int = 3000,
+        heartbeat_interval_ms: int = 500,
+        data_dir: str | Path | None = None,
+        ports: list[int] | None = None,
+        extra_config: dict[str, str] | None = None,
+        version: str | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        if n < 1:
+            raise ValueError("a cluster needs at least one node")
+        if ports is not None and len(ports) != n:
+            raise ValueError(f"{n} nodes need {n} client ports, got {len(ports)}")
+        if not 0 < heartbeat_interval_ms < session_timeout_ms:
+            raise ValueError("the heartbeat interval must be positive and below the session timeout")
+        self.n = n
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._owns_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kafka-cluster-")).resolve()
+        self.extra_config = dict(extra_config or {})
+        self.version = version or os.environ.get("KAFKA_VERSION") or DEFAULT_VERSION
+        self.start_timeout = start_timeout
+        client_ports = ports or [free_port() for _ in range(n)]
+        self.nodes = {i: ClusterNode(i, client_ports[i - 1], free_port(), self.data_dir / f"node{i}")
+                      for i in range(1, n + 1)}
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's client listener, comma-separated (what KAFKA_BOOTSTRAP_SERVERS takes)."""
+        return ",".join(node.bootstrap for node in self.nodes.values())
+
+    def node(self, node_id: int) -> ClusterNode:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise ValueError(f"no node {node_id} in this cluster (nodes {sorted(self.nodes)})") from None
+
+    def _config(self, node: ClusterNode) -> dict[str, str]:
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values())
+        replicas, min_isr = str(self.n), str(min(2, self.n))
+        return {
+            **VIDEO_CONFIG,
+            "process.roles": "broker,controller",
+            "node.id": str(node.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(node.data_dir / "logs"),
+            # Internal topics replicated like a production cluster's.
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "default.replication.factor": replicas,
+            "broker.session.timeout.ms": str(self.session_timeout_ms),
+            "broker.heartbeat.interval.ms": str(self.heartbeat_interval_ms),
+            **self.extra_config,
+        }
+
+    def _java(self, node: ClusterNode, libs: Path, main: str, *args: str) -> list[str]:
+        return ["java", *JVM_OPTS, f"-Dlog4j2.configurationFile={node.data_dir / 'log4j2.properties'}",
+                "-cp", f"{libs}/*", main, *args]
+
+    def _prepare(self, libs: Path) -> None:
+        """Write every node's config and format the unformatted ones with one cluster id, in parallel."""
+        cluster_id = _cluster_id()
+        formats: list[tuple[ClusterNode, subprocess.Popen[str]]] = []
+        for node in self.nodes.values():
+            node.data_dir.mkdir(parents=True, exist_ok=True)
+            node.props.write_text("".join(f"{k}={v}\n" for k, v in self._config(node).items()))
+            write_log4j2_config(node.data_dir / "log4j2.properties", node.log_path)
+            if (node.data_dir / "logs" / "meta.properties").exists():
+                continue  # formatted before: restarting keeps its data and cluster id
+            cmd = self._java(node, libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node.props))
+            formats.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        for node, proc in formats:
+            out, _ = proc.communicate(timeout=self.start_timeout)
+            if proc.returncode != 0:
+                raise RuntimeError(f"kafka StorageTool format of node {node.node_id} failed:\n{out}")
+
+    def _launch(self, node: ClusterNode, libs: Path) -> None:
+        with open(node.stdout_path, "ab") as out:
+            node.proc = subprocess.Popen(self._java(node, libs, "kafka.Kafka", str(node.props)),
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        procs.track(node.proc)
+
+    def start(self) -> None:
+        """Start every node that is not running; return once metadata lists all n brokers alive.
+
+        Raises RuntimeError with the failing node's log tail if one dies or the cluster never forms.
+        """
+        t0 = time.monotonic()
+        libs = fetch_kafka(self.version)
+        self._prepare(libs)
+        for node in self.nodes.values():
+            if not node.is_running():
+                self._launch(node, libs)
+        try:
+            self._wait(lambda: len(self.live_brokers()) == self.n, "form with all nodes live")
+        except BaseException:
+            self.close_processes()
+            raise
+        log.info("Kafka cluster of %d up at %s in %.1fs", self.n, self.bootstrap, time.monotonic() - t0)
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node at once, like a crash; its data dir is kept."""
+        procs.kill(self.node(node_id).proc)
+
+    def stop(self, node_id: int, timeout: float = 30.0) -> None:
+        """Controlled shutdown (SIGTERM, SIGKILL after ``timeout`` s): its leaderships move first."""
+        procs.terminate(self.node(node_id).proc, timeout)
+
+    def restart(self, node_id: int) -> None:
+        """Start a stopped node on its own data dir; return once the cluster lists it alive."""
+        node = self.node(node_id)
+        if node.is_running():
+            return
+        self._launch(node, fetch_kafka(self.version))
+        self._wait(lambda: node_id in self.live_brokers(), f"list node {node_id} alive again", node)
+
+    def _wait(self, ready: Callable[[], bool], what: str, only: ClusterNode | None = None) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        watched = [only] if only else list(self.nodes.values())
+        while True:
+            for node in watched:
+                if node.proc is not None and node.proc.poll() is not None:
+                    raise RuntimeError(self._failure(node, f"exited with {node.proc.returncode}"))
+            try:
+                if ready():
+                    return
+            except Exception:  # noqa: BLE001 - any failure to ask means "not yet"
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(self._failure(watched[0], f"did not {what} within {self.start_timeout}s"))
+            time.sleep(0.3)
+
+    def _failure(self, node: ClusterNode, what: str) -> str:
+        return (f"Kafka cluster node {node.node_id} ({node.bootstrap}) {what}.\n--- {node.log_path} ---\n"
+                f"{procs.log_tail(node.log_path)}\n--- {node.stdout_path} ---\n{procs.log_tail(node.stdout_path)}")
+
+    # --- questions to the cluster (each through a short-lived admin client on the live nodes) ---
+
+    @contextmanager
+    def admin(self, timeout_ms: int = 5000) -> Iterator[Any]:
+        """A kafka-python admin client bootstrapped from the nodes running now."""
+        from kafka import KafkaAdminClient  # late: importing the harness should not need a broker
+
+        servers = [n.bootstrap for n in self.nodes.values() if n.is_running()]
+        if not servers:
+            raise RuntimeError("no node of the cluster is running")
+        client = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=timeout_ms,
+                                  bootstrap_timeout_ms=timeout_ms, client_id="kafka-cluster-harness")
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def ask(self, question: Callable[[Any], T], timeout: float = 15.0) -> T:
+        """`question(admin)`, asked again on a Kafka error until `timeout` s: while a dead node is
+        still listed, kafka-python may send a request to it and fail with ECONNREFUSED."""
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.admin() as admin:
+                    return question(admin)
+            except KafkaError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def live_brokers(self) -> set[int]:
+        """Ids of the brokers the controller holds registered and unfenced."""
+        brokers = self.ask(lambda admin: admin.describe_cluster()["brokers"])
+        return {b["broker_id"] for b in brokers if not b.get("is_fenced")}
+
+    def partitions(self, topic: str) -> list[dict[str, Any]]:
+        """The topic's partitions as kafka-python describes them: partition_index, leader_id,
+        replica_nodes, isr_nodes; sorted by partition."""
+        described = self.ask(lambda admin: admin.describe_topics([topic]))
+        if not described or described[0].get("error_code"):
+            raise RuntimeError(f"topic {topic!r} not described: {described}")
+        return sorted(described[0]["partitions"], key=lambda p: p["partition_index"])
+
+    def leader_of(self, topic: str, partition: int) -> int | None:
+        """The node leading ``partition`` of ``topic`` now, None while it has no leader."""
+        leader = self.partitions(topic)[partition]["leader_id"]
+        return leader if leader >= 0 else None
+
+    def partition_for_key(self, topic: str, key: bytes | str) -> int:
+        """The partition kafka-python's default partitioner picks for ``key`` (murmur2, like Java's)."""
+        data = key.encode() if isinstance(key, str) else key
+        return (murmur2(data) & 0x7FFFFFFF) % len(self.partitions(topic))
+
+    def under_replicated(self, topic: str) -> int:
+        """How many of the topic's partitions have fewer in-sync replicas than replicas."""
+        return sum(len(p["isr_nodes"]) < len(p["replica_nodes"]) for p in self.partitions(topic))
+
+    def active_controller(self) -> int:
+        """The node leading the KRaft metadata quorum (the active controller). The "controller" a
+        metadata response names is a random broker in KRaft, so ask the quorum itself."""
+        quorum = self.ask(lambda admin: admin.describe_metadata_quorum())
+        leader = quorum["topics"][0]["partitions"][0]["leader_id"]
+        if leader < 0:
+            raise RuntimeError("the metadata quorum has no leader now")
+        return int(leader)
+
+    def close_processes(self) -> None:
+        """SIGKILL every node still running (a failed start must not leave JVMs behind)."""
+        for node in self.nodes.values():
+            procs.kill(node.proc)
+
+    def close(self) -> None:
+        """Stop every node (all at once: no point moving leadership in a cluster going away) and
+        delete the data dir if this object made it."""
+        for node in self.nodes.values():
+            if node.is_running() and node.proc:
+                node.proc.send_signal(signal.SIGTERM)
+        for node in self.nodes.values():
+            procs.terminate(node.proc, 20.0)
+        if self._owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: run an n-node cluster in the foreground until SIGINT/SIGTERM (a cluster demo)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--port", type=int, default=9092, help="client port of node 1; node i gets PORT+i-1")
+    parser.add_argument("--session-timeout-ms", type=int, default=PROD_SESSION_TIMEOUT_MS,
+                        help="broker.session.timeout.ms (Kafka's default 9000)")
+    parser.add_argument("--data-dir", help="kept across runs; default a temp dir, deleted")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    cluster = KafkaCluster(n=args.nodes, session_timeout_ms=args.session_timeout_ms,
+                           heartbeat_interval_ms=min(2000, args.session_timeout_ms // 3), data_dir=args.data_dir,
+                           ports=[args.port + i for i in range(args.nodes)])
+    try:
+        cluster.start()
+        print(f"kafka cluster ready at {cluster.bootstrap}", flush=True)
+        while not stop.wait(1.0):
+            dead = [n.node_id for n in cluster.nodes.values() if not n.is_running()]
+            if dead:
+                log.error("node %s died:\n%s", dead[0], procs.log_tail(cluster.node(dead[0]).log_path))
+                return 1
+        return 0
+    finally:
+        cluster.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
