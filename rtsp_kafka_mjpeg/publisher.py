@@ -1,20 +1,44 @@
-"""Publishing frames to Kafka: topic creation, keys and headers, bounded in-flight bytes.
+"""Publishing frames to Kafka: topic creation, keys and headers, bounded in-flight bytes, and a
+producer that recovers from every broker failure by itself.
 
-kafka-python 3.x has no `buffer_memory` bound, so we keep our own: while the bytes awaiting
-the broker exceed the limit, new frames are dropped (counted) instead of queued. During a broker
-outage memory stays bounded and, once it returns, viewers get live frames, not a stale backlog.
+Bounded memory: kafka-python 3.x has no `buffer_memory` bound, so we keep our own: while the bytes
+awaiting the broker exceed the limit, new frames are dropped (counted) instead of queued. During
+an outage memory stays bounded and, once it returns, viewers get live frames, not a stale backlog.
+
+Never stuck (issue 10): with idempotence (acks=all), when a frame that was already sent once
+expires (its leader died and the new one was not reachable within the delivery timeout),
+kafka-python 3.0.12 drops its producer id to get a fresh one (sender.py, as Java does) but,
+unlike Java, never asks for it: from then on it sends nothing and answers no frame, for ever.
+A working producer answers every frame (acknowledged or failed) within the delivery timeout, so
+a frame still unanswered a second later means it is stuck; so does an error saying its producer
+id or sequence state is broken. Either replaces the KafkaProducer, the public way to a fresh
+producer id: a background thread force-closes the old one and connects a new one while frames
+are dropped and counted, so the capture loop never blocks. No frame is re-sent by the new
+producer, so idempotence still means no duplicates.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    IllegalStateError,
+    InvalidProducerEpochError,
+    KafkaError,
+    OutOfOrderSequenceNumberError,
+    ProducerFencedError,
+    TopicAlreadyExistsError,
+    UnknownProducerIdError,
+)
 
 from .broker_check import BrokerUnavailable, explained_failures
 from .frame import Frame
@@ -23,6 +47,11 @@ from .settings import ProducerSettings
 log = logging.getLogger(__name__)
 
 RECORD_OVERHEAD = 4096  # key, headers and batch framing around the JPEG
+STALL_MARGIN_S = 1.0  # beyond the delivery timeout, before an unanswered frame means "stuck"
+RENEW_BACKOFF_S = (0.5, 5.0)  # first and longest wait between attempts to connect a new producer
+# Errors after which a producer's id or sequence state is broken (kafka-python may not recover it).
+STATE_ERRORS = (IllegalStateError, ProducerFencedError, OutOfOrderSequenceNumberError, UnknownProducerIdError,
+                InvalidProducerEpochError)
 
 
 def prepare_topic(settings: ProducerSettings) -> int:
@@ -55,10 +84,11 @@ def _create_topic(admin: KafkaAdminClient, settings: ProducerSettings) -> None:
                 "max.message.bytes": str(settings.max_message_bytes + RECORD_OVERHEAD),
                 "retention.ms": str(settings.retention_ms),
                 "segment.ms": str(min(settings.retention_ms, 600_000)),
+                "min.insync.replicas": str(settings.topic_min_insync_replicas()),
             },
         }}, timeout_ms=int(settings.connect_timeout_s * 1000))
-        log.info("created topic %s (%d partitions, replication %d)", settings.topic, settings.partitions,
-                 settings.replication_factor)
+        log.info("created topic %s (%d partitions, replication %d, min in-sync replicas %d)", settings.topic,
+                 settings.partitions, settings.replication_factor, settings.topic_min_insync_replicas())
     except TopicAlreadyExistsError:
         pass
 
@@ -70,35 +100,191 @@ def _topic_max_message_bytes(admin: KafkaAdminClient, topic: str) -> int | None:
     return int(value) if value else None
 
 
-class FramePublisher:
-    """Sends Frames to the topic asynchronously and counts what happened to each."""
+def request_timeout_ms(settings: ProducerSettings) -> int:
+    """Half of what a frame may wait after lingering: a request lost with a dying broker is retried
+    once within the delivery timeout instead of using it all up."""
+    return max(1000, (settings.delivery_timeout_ms - settings.linger_ms) // 2)
 
-    def __init__(self, settings: ProducerSettings) -> None:
+
+def producer_config(settings: ProducerSettings) -> dict[str, Any]:
+    """kafka-python KafkaProducer arguments for live frames."""
+    acks: int | str = "all" if settings.acks == "all" else int(settings.acks)
+    return {
+        **settings.kafka_client_config(),
+        "acks": acks,
+        "enable_idempotence": acks == "all",
+        "linger_ms": settings.linger_ms,
+        "compression_type": None,  # JPEG does not compress further
+        "max_request_size": settings.max_message_bytes + RECORD_OVERHEAD,
+        "batch_size": 256 * 1024,
+        "delivery_timeout_ms": settings.delivery_timeout_ms,
+        "request_timeout_ms": request_timeout_ms(settings),
+        "max_block_ms": int(settings.connect_timeout_s * 1000),
+        "retries": 3,
+        # Each failed connect to a dead leader asks for fresh metadata: retrying at least twice a
+        # second finds the new leader within half a second of its election.
+        "reconnect_backoff_max_ms": 500,
+        "metrics_enabled": False,  # kafka-python's own sensors cost CPU per request; we count ourselves
+    }
+
+
+def stall_after_s(settings: ProducerSettings) -> float:
+    """How long a frame may stay unanswered before the producer counts as stuck: kafka-python
+    fails every frame not acknowledged within the delivery timeout, even one still in flight."""
+    return settings.delivery_timeout_ms / 1000 + STALL_MARGIN_S
+
+
+def needs_new_producer(err: Exception) -> bool:
+    """True when, after failing a frame with `err`, the producer may never deliver again: its
+    producer id or sequence numbers are broken, or (a plain KafkaError) it is in its fatal state.
+
+    Not an expiry (KafkaTimeoutError): a producer without a reachable leader expires every frame
+    and recovers once the leader moves; only if it stops answering frames is it stuck."""
+    return isinstance(err, STATE_ERRORS) or type(err) is KafkaError
+
+
+def close_producer(producer: Any, timeout_s: float) -> None:
+    """Close a KafkaProducer within about `timeout_s` whatever its state; never raises.
+
+    kafka-python 3.0.12's close() first flushes and raises KafkaTimeoutError when frames are stuck,
+    before reaching its own force-close, leaving its I/O thread running: so give the frames one
+    bounded flush, then force the I/O thread closed (failing what is left) before close()."""
+    if timeout_s > 0:
+        try:
+            producer.flush(timeout=timeout_s)
+        except KafkaError:
+            pass  # what is still queued is failed by the force-close below
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(max(timeout_s, 1.0))
+    try:
+        producer.close(timeout=0)
+    except KafkaError as err:
+        log.debug("Kafka producer close: %s: %s", type(err).__name__, err)
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    seq: int
+    size: int
+    generation: int
+    queued_at: float
+
+
+class SeqRanges:
+    """Acknowledged frame sequence numbers as ranges: a few numbers however long the run, so the
+    producer can say at exit exactly which frames the brokers acknowledged."""
+
+    MAX_RANGES = 1000  # beyond this the oldest are forgotten: memory stays bounded in endless outages
+
+    def __init__(self) -> None:
+        self._ranges: list[list[int]] = []  # sorted, disjoint, never adjacent
+        self._forgotten = False
+
+    def add(self, seq: int) -> None:
+        ranges = self._ranges
+        if ranges and ranges[-1][0] <= seq:  # acks of one partition come in order: the usual case
+            last = ranges[-1]
+            if seq <= last[1]:
+                return
+            if seq == last[1] + 1:
+                last[1] = seq
+                return
+            ranges.append([seq, seq])
+        else:
+            merged: list[list[int]] = []
+            for lo, hi in sorted([*ranges, [seq, seq]]):
+                if merged and lo <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], hi)
+                else:
+                    merged.append([lo, hi])
+            self._ranges = ranges = merged
+        if len(ranges) > self.MAX_RANGES:
+            del ranges[0]
+            self._forgotten = True
+
+    def __str__(self) -> str:
+        text = ",".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in self._ranges) or "none"
+        return f"(older forgotten),{text}" if self._forgotten else text
+
+
+class DeliveryLog:
+    """One log line per state change of delivery: when it starts failing (naming the cause), for
+    each further cause, when the producer is replaced first, and when delivery resumes."""
+
+    def __init__(self) -> None:
+        self._failing_since: float | None = None
+        self._causes: Counter[str] = Counter()
+        self._restarts = 0
+
+    @property
+    def failing(self) -> bool:
+        return self._failing_since is not None
+
+    def failed(self, err: Exception, now: float) -> str | None:
+        cause = type(err).__name__
+        message = None
+        if self._failing_since is None:
+            self._failing_since = now
+            message = f"Kafka delivery failing ({cause}: {_short(err)}); dropping frames until it recovers"
+        elif cause not in self._causes:
+            message = f"Kafka delivery still failing, now also {cause}: {_short(err)}"
+        self._causes[cause] += 1
+        return message
+
+    def replaced(self, reason: str, now: float) -> str | None:
+        self._restarts += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        if self._restarts > 1:
+            return None
+        return f"Kafka producer replaced by a new one ({reason})"
+
+    def delivered(self, now: float) -> str | None:
+        if self._failing_since is None:
+            return None
+        causes = ", ".join(f"{count} {cause}" for cause, count in self._causes.most_common()) or "none"
+        restarts = f"; producer replaced {self._restarts} time(s)" if self._restarts else ""
+        message = f"Kafka delivery resumed after {now - self._failing_since:.1f}s (frames failed: {causes}{restarts})"
+        self._failing_since, self._causes, self._restarts = None, Counter(), 0
+        return message
+
+
+def _short(err: Exception, limit: int = 200) -> str:
+    """The error's own message, else what its kind means (a broker's errors often carry none)."""
+    detail = err.args[0] if err.args and err.args[0] not in (None, "", "None") else None
+    text = " ".join(str(detail or getattr(err, "description", "") or "no detail").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class FramePublisher:
+    """Sends Frames to the topic asynchronously, counts what happened to each, and replaces its
+    KafkaProducer whenever that one can no longer deliver (see the module docstring)."""
+
+    def __init__(self, settings: ProducerSettings,
+                 producer_factory: Callable[[], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._topic = settings.topic
         self._limit = settings.max_inflight_bytes
-        acks: int | str = "all" if settings.acks == "all" else int(settings.acks)
-        with explained_failures(settings):
-            self._producer = KafkaProducer(
-                **settings.kafka_client_config(),
-                acks=acks,
-                enable_idempotence=acks == "all",
-                linger_ms=settings.linger_ms,
-                compression_type=None,  # JPEG does not compress further
-                max_request_size=settings.max_message_bytes + RECORD_OVERHEAD,
-                batch_size=256 * 1024,
-                delivery_timeout_ms=settings.delivery_timeout_ms,
-                request_timeout_ms=max(1000, settings.delivery_timeout_ms - settings.linger_ms - 100),
-                max_block_ms=int(settings.connect_timeout_s * 1000),
-                retries=3,
-                reconnect_backoff_max_ms=2000,
-                metrics_enabled=False,  # kafka-python's own sensors cost CPU per request; we count ourselves
-            )
+        self._stall_s = stall_after_s(settings)
+        self._factory = producer_factory or (lambda: KafkaProducer(**producer_config(settings)))
+        self._clock = clock
         self._lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}  # insertion order = send order
+        self._tokens = itertools.count()
         self._inflight = 0
+        self._generation = 0  # frames of older producers are "retired"
         self.sent = 0
         self.sent_bytes = 0
+        self.restarts = 0
         self.dropped: Counter[str] = Counter()
-        self._last_error: str | None = None
+        self.acknowledged = SeqRanges()
+        self._log = DeliveryLog()
+        self._closing = threading.Event()
+        self._renewer: threading.Thread | None = None
+        with explained_failures(settings):
+            self._producer: Any | None = self._factory()
 
     @property
     def inflight_bytes(self) -> int:
@@ -107,49 +293,140 @@ class FramePublisher:
     def publish(self, frame: Frame) -> bool:
         """Queue a frame for the broker; False (and counted) when it is dropped instead."""
         size = len(frame.jpeg)
+        self._check_stalled()
         with self._lock:
+            producer, generation = self._producer, self._generation
+            if producer is None:
+                self.dropped["producer_restart"] += 1
+                return False
             if self._inflight + size > self._limit:
                 self.dropped["backpressure"] += 1
                 return False
+            token = next(self._tokens)
+            self._pending[token] = _Pending(frame.seq, size, generation, self._clock())
             self._inflight += size
         try:
-            future = self._producer.send(self._topic, value=frame.jpeg, key=frame.kafka_key(),
-                                         headers=frame.kafka_headers(), timestamp_ms=frame.capture_ts_ns // 1_000_000)
+            future = producer.send(self._topic, value=frame.jpeg, key=frame.kafka_key(),
+                                   headers=frame.kafka_headers(), timestamp_ms=frame.capture_ts_ns // 1_000_000)
         except KafkaError as err:
-            self._done(size)
-            self._failed(err)
+            self._on_error(token, err)
             return False
-        future.add_callback(self._on_sent, size)
-        future.add_errback(self._on_error, size)
+        future.add_callback(self._on_sent, token)
+        future.add_errback(self._on_error, token)
         return True
 
-    def _done(self, size: int) -> None:
+    def _take(self, token: int) -> _Pending | None:
+        """Remove a frame from the pending ones (None if it was already written off)."""
         with self._lock:
-            self._inflight -= size
+            pending = self._pending.pop(token, None)
+            if pending is not None:
+                self._inflight -= pending.size
+            return pending
 
-    def _on_sent(self, size: int, _metadata: Any) -> None:
-        self._done(size)
-        self.sent += 1
-        self.sent_bytes += size
-        if self._last_error is not None:
-            log.info("Kafka delivery resumed")
-            self._last_error = None
+    def _on_sent(self, token: int, _metadata: Any) -> None:
+        pending = self._take(token)
+        if pending is None:
+            return
+        with self._lock:
+            self.sent += 1
+            self.sent_bytes += pending.size
+            self.acknowledged.add(pending.seq)
+            message = self._log.delivered(self._clock())
+        if message:
+            log.info("%s", message)
 
-    def _on_error(self, size: int, err: Exception) -> None:
-        self._done(size)
-        self._failed(err)
+    def _on_error(self, token: int, err: Exception) -> None:
+        pending = self._take(token)
+        if pending is None:
+            return
+        with self._lock:
+            if self._closing.is_set():  # failed by the force-close at exit
+                self.dropped["unsent_at_exit"] += 1
+                return
+            if pending.generation != self._generation:  # failed by the force-close of a retired producer
+                self.dropped["producer_restart"] += 1
+                return
+            self.dropped[f"send_failed:{type(err).__name__}"] += 1
+            message = self._log.failed(err, self._clock())
+        if message:
+            log.warning("%s", message)
+        if needs_new_producer(err):
+            self._replace(f"a frame failed with {type(err).__name__}")
 
-    def _failed(self, err: Exception) -> None:
-        name = type(err).__name__
-        self.dropped[f"send_failed:{name}"] += 1
-        if self._last_error != name:
-            self._last_error = name
-            log.warning("Kafka delivery failing (%s); dropping frames until it recovers", name)
+    def _check_stalled(self) -> None:
+        """Safety net: a frame of the current producer unanswered far past the delivery timeout."""
+        now = self._clock()
+        with self._lock:
+            oldest = next((p for p in self._pending.values() if p.generation == self._generation), None)
+            if oldest is None or now - oldest.queued_at <= self._stall_s or self._producer is None:
+                return
+        self._replace(f"a frame unanswered for {now - oldest.queued_at:.1f}s")
+
+    def _replace(self, reason: str) -> None:
+        """Retire the current producer and connect a new one in the background (once at a time)."""
+        with self._lock:
+            old = self._producer
+            if old is None or self._closing.is_set():
+                return  # a replacement is under way, or we are closing
+            self._producer = None
+            self._generation += 1
+            self.restarts += 1
+            message = self._log.replaced(reason, self._clock())
+        if message:
+            log.warning("%s", message)
+        else:
+            log.debug("Kafka producer replaced again (%s)", reason)
+        self._renewer = threading.Thread(target=self._renew, args=(old,), name="kafka-producer-renew", daemon=True)
+        self._renewer.start()
+
+    def _renew(self, old: Any) -> None:
+        close_producer(old, timeout_s=0)
+        self._write_off(lambda p: p.generation != self._generation, "producer_restart")
+        backoff = RENEW_BACKOFF_S[0]
+        while not self._closing.is_set():
+            producer = None
+            try:
+                producer = self._factory()
+                producer.partitions_for(self._topic)  # metadata now, so send() never blocks on it
+            except Exception as err:  # noqa: BLE001 - any failure: say it, wait, try again
+                with self._lock:
+                    message = self._log.failed(err, self._clock())
+                if message:
+                    log.warning("%s", message)
+                if producer is not None:
+                    close_producer(producer, timeout_s=0)
+                self._closing.wait(backoff)
+                backoff = min(backoff * 2, RENEW_BACKOFF_S[1])
+                continue
+            with self._lock:
+                if not self._closing.is_set():
+                    self._producer, producer = producer, None
+            if producer is not None:  # closing meanwhile
+                close_producer(producer, timeout_s=0)
+            return
+
+    def _write_off(self, which: Callable[[_Pending], bool], reason: str) -> None:
+        """Count frames whose producer is gone as dropped: nothing can answer them any more."""
+        with self._lock:
+            gone = [token for token, p in self._pending.items() if which(p)]
+            for token in gone:
+                self._inflight -= self._pending.pop(token).size
+            if gone:
+                self.dropped[reason] += len(gone)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Deliver what is queued (up to `timeout_s`), then close the connection."""
-        try:
-            self._producer.flush(timeout=timeout_s)
-        except KafkaError:
-            pass
-        self._producer.close(timeout=timeout_s)
+        """Deliver what is queued within `timeout_s` (one wait), then close; never raises.
+
+        Ends with one line saying which frames (seq ranges) the brokers acknowledged."""
+        deadline = self._clock() + timeout_s
+        renewer = self._renewer
+        if renewer is not None:
+            self._closing.set()  # stop connecting a new producer
+            renewer.join(timeout_s)
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            close_producer(producer, max(0.0, deadline - self._clock()))
+        self._closing.set()
+        self._write_off(lambda _p: True, "unsent_at_exit")
+        log.info("Kafka acknowledged %d frames, seqs %s", self.sent, self.acknowledged)

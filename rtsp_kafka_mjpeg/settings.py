@@ -217,12 +217,23 @@ class ProducerSettings(KafkaSettings):
                              int_range(1, 10_000))
     replication_factor: int = option(1, "KAFKA_REPLICATION_FACTOR", "--replication-factor",
                                      "replication factor of a created topic", int_range(1, 100))
+    min_insync_replicas: int = option(0, "KAFKA_MIN_INSYNC_REPLICAS", "--min-insync-replicas",
+                                      "min.insync.replicas of a created topic: replicas that must have a frame "
+                                      "before acks=all acknowledges it (0: replication factor - 1, at least 1, "
+                                      "at most 2)", int_range(0, 100))
     retention_ms: int = option(3_600_000, "KAFKA_RETENTION_MS", "--retention-ms",
                                "retention.ms of a created topic", int_range(60_000, 10**12))
     metrics_port: int = option(0, "PRODUCER_METRICS_PORT", "--metrics-port",
                                "serve Prometheus /metrics on this port (0: off)", int_range(0, 65535))
     metrics_host: str = option("127.0.0.1", "PRODUCER_METRICS_HOST", "--metrics-host",
                                "address for the producer's /metrics (0.0.0.0 exposes it)")
+
+    def topic_min_insync_replicas(self) -> int:
+        """KAFKA_MIN_INSYNC_REPLICAS, or for 0 the usual choice: one replica may be down and
+        acks=all writes still succeed, while each acknowledged frame is on two nodes from RF 3 on."""
+        if self.min_insync_replicas:
+            return self.min_insync_replicas
+        return max(1, min(2, self.replication_factor - 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,6 +353,9 @@ def _check_consistency(settings: KafkaSettings) -> None:
         raise SettingsError("KAFKA_SECURITY_PROTOCOL is SASL_* but KAFKA_SASL_MECHANISM is empty")
     if settings.sasl_mechanism and not (settings.sasl_username and settings.sasl_password):
         raise SettingsError("KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+    if isinstance(settings, ProducerSettings) and settings.min_insync_replicas > settings.replication_factor:
+        raise SettingsError(f"KAFKA_MIN_INSYNC_REPLICAS ({settings.min_insync_replicas}) exceeds "
+                            f"KAFKA_REPLICATION_FACTOR ({settings.replication_factor}): no write could succeed")
     if isinstance(settings, ConsumerSettings) and bool(settings.viewer_username) != bool(settings.viewer_password):
         raise SettingsError("VIEWER_USERNAME and VIEWER_PASSWORD must be set together")
 

@@ -1,0 +1,227 @@
+"""FramePublisher's own bookkeeping (unit): what is counted, when the KafkaProducer is replaced,
+what is logged, and that closing never raises. A fake producer stands in for kafka-python here
+only; tests/test_cluster.py proves the same behaviour on a real three-node cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kafka.errors import KafkaError, KafkaTimeoutError, NotEnoughReplicasError, OutOfOrderSequenceNumberError
+
+from rtsp_kafka_mjpeg.frame import Frame
+from rtsp_kafka_mjpeg.publisher import DeliveryLog, FramePublisher, SeqRanges, stall_after_s
+from rtsp_kafka_mjpeg.settings import ProducerSettings
+
+JPEG = b"\xff\xd8" + b"x" * 996 + b"\xff\xd9"  # 1000 bytes
+
+
+class FakeFuture:
+    """kafka-python's future protocol: callbacks get (*args, value), errbacks (*args, error)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._errbacks: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    def add_callback(self, fn: Callable[..., None], *args: Any) -> FakeFuture:
+        self._callbacks.append((fn, args))
+        return self
+
+    def add_errback(self, fn: Callable[..., None], *args: Any) -> FakeFuture:
+        self._errbacks.append((fn, args))
+        return self
+
+    def succeed(self) -> None:
+        for fn, args in self._callbacks:
+            fn(*args, "metadata")
+
+    def fail(self, err: Exception) -> None:
+        for fn, args in self._errbacks:
+            fn(*args, err)
+
+
+class FakeProducer:
+    """Records sends; each frame's fate is decided by the test through its future."""
+
+    def __init__(self, flush_raises: bool = False) -> None:
+        self.futures: list[FakeFuture] = []
+        self.closed = threading.Event()
+        self.flush_raises = flush_raises
+
+    def send(self, topic: str, **_kwargs: Any) -> FakeFuture:
+        future = FakeFuture()
+        self.futures.append(future)
+        return future
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self.flush_raises:  # kafka-python's flush when frames are stuck
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed.set()
+        if self.flush_raises:  # kafka-python's close flushes first, and raises the same way
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+
+class Producers:
+    """The factory FramePublisher calls for each new producer; keeps every one it made. With
+    `gated`, every producer after the first waits for `release` (a slow connect)."""
+
+    def __init__(self, gated: bool = False) -> None:
+        self.made: list[FakeProducer] = []
+        self.release = threading.Event()
+        if not gated:
+            self.release.set()
+
+    def __call__(self) -> FakeProducer:
+        if self.made:
+            self.release.wait(5)
+        self.made.append(FakeProducer())
+        return self.made[-1]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frame(seq: int) -> Frame:
+    return Frame("cam1", 1_700_000_000_000_000_000 + seq, seq, 640, 360, JPEG)
+
+
+def settings(**overrides: Any) -> ProducerSettings:
+    return ProducerSettings(**{"acks": "all", "delivery_timeout_ms": 5000, **overrides})
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_acknowledged_frames_are_counted_and_their_seqs_kept_as_ranges() -> None:
+    producers = Producers()
+    pub = FramePublisher(settings(), producers)
+    for seq in range(1, 6):
+        assert pub.publish(frame(seq))
+    futures = producers.made[0].futures
+    for i in (0, 1, 3, 4):
+        futures[i].succeed()
+    futures[2].fail(NotEnoughReplicasError("fewer in-sync replicas than required"))
+    assert pub.sent == 4 and pub.sent_bytes == 4 * len(JPEG)
+    assert pub.dropped == {"send_failed:NotEnoughReplicasError": 1}
+    assert str(pub.acknowledged) == "1-2,4-5"
+    assert pub.inflight_bytes == 0
+
+
+def test_seq_ranges_merge_a_filled_gap_and_stay_bounded() -> None:
+    ranges = SeqRanges()
+    for seq in (1, 2, 4, 3, 3, 7):
+        ranges.add(seq)
+    assert str(ranges) == "1-4,7"
+    for seq in range(9, 9 + 2 * SeqRanges.MAX_RANGES, 2):
+        ranges.add(seq)
+    assert str(ranges).startswith("(older forgotten),")
+    assert str(ranges).count(",") == SeqRanges.MAX_RANGES
+
+
+def test_frames_beyond_the_inflight_limit_are_dropped_not_queued() -> None:
+    pub = FramePublisher(settings(max_inflight_bytes=2500), Producers())
+    assert pub.publish(frame(1)) and pub.publish(frame(2))
+    assert not pub.publish(frame(3))
+    assert pub.dropped == {"backpressure": 1}
+    assert pub.inflight_bytes == 2 * len(JPEG)
+
+
+def test_a_producer_that_stops_answering_frames_is_replaced() -> None:
+    producers, clock = Producers(gated=True), Clock()
+    cfg = settings(acks="all")
+    pub = FramePublisher(cfg, producers, clock=clock)
+    old = producers.made[0]
+    pub.publish(frame(1))
+    clock.now += 1.0
+    pub.publish(frame(2))
+    clock.now += stall_after_s(cfg) - 1.0
+    assert pub.publish(frame(3)), "frame 1 is not overdue yet: kafka-python answers it by its delivery timeout"
+    assert pub.restarts == 0
+    clock.now += 0.1
+    assert not pub.publish(frame(4)), "frame 1 is overdue: the producer is stuck"
+    # The old producer is closed; its frames can never be answered: counted, their bytes released.
+    assert wait_until(lambda: old.closed.is_set() and pub.inflight_bytes == 0)
+    assert pub.dropped == {"producer_restart": 4} and pub.restarts == 1  # frames 1-3, and 4 offered meanwhile
+    producers.release.set()
+    assert wait_until(lambda: pub.publish(frame(5)))
+    assert len(producers.made) == 2 and len(producers.made[1].futures) == 1, "new frames go to the new producer"
+    old.futures[1].succeed()
+    assert pub.sent == 0, "a late answer from the retired producer changes nothing"
+    producers.made[1].futures[0].succeed()
+    assert pub.sent == 1 and str(pub.acknowledged) == "5"
+
+
+@pytest.mark.parametrize("acks", ["all", "1"])
+def test_an_expired_frame_is_counted_and_the_producer_kept(acks: str) -> None:
+    producers = Producers()
+    pub = FramePublisher(settings(acks=acks), producers)
+    pub.publish(frame(1))
+    producers.made[0].futures[0].fail(KafkaTimeoutError("Expiring 1 record(s) for frames-0: 5003 ms has passed"))
+    assert pub.publish(frame(2))
+    assert len(producers.made) == 1 and len(producers.made[0].futures) == 2
+    assert pub.dropped == {"send_failed:KafkaTimeoutError": 1}
+
+
+@pytest.mark.parametrize("error", [OutOfOrderSequenceNumberError("sequence broken"),
+                                   KafkaError("Unexpected error in InitProducerIdResponse")])
+def test_an_error_breaking_the_producer_state_gets_a_new_producer(error: Exception) -> None:
+    producers = Producers(gated=True)
+    pub = FramePublisher(settings(), producers)
+    pub.publish(frame(1))
+    producers.made[0].futures[0].fail(error)
+    assert not pub.publish(frame(2)), "no producer while the new one connects"
+    assert pub.dropped == {f"send_failed:{type(error).__name__}": 1, "producer_restart": 1}
+    producers.release.set()
+    assert wait_until(lambda: pub.publish(frame(3)))
+    assert len(producers.made) == 2 and pub.restarts == 1
+
+
+def test_a_frame_is_overdue_a_second_after_the_delivery_timeout() -> None:
+    assert stall_after_s(settings(delivery_timeout_ms=5000)) == pytest.approx(6.0)
+
+
+def test_delivery_log_says_each_state_change_once() -> None:
+    dlog = DeliveryLog()
+    first = dlog.failed(NotEnoughReplicasError("fewer in-sync replicas than required"), now=10.0)
+    assert first is not None and "NotEnoughReplicasError" in first and "fewer in-sync replicas" in first
+    assert dlog.failed(NotEnoughReplicasError("again"), now=11.0) is None
+    also = dlog.failed(KafkaTimeoutError("Expiring 2 record(s)"), now=12.0)
+    assert also is not None and "now also KafkaTimeoutError" in also
+    assert dlog.replaced("a frame failed with KafkaTimeoutError", now=12.0) is not None
+    assert dlog.replaced("a frame failed with KafkaTimeoutError", now=17.0) is None
+    assert dlog.failed(NotEnoughReplicasError("again"), now=18.0) is None
+    resumed = dlog.delivered(now=20.5)
+    assert resumed == ("Kafka delivery resumed after 10.5s (frames failed: 3 NotEnoughReplicasError, "
+                       "1 KafkaTimeoutError; producer replaced 2 time(s))")
+    assert dlog.delivered(now=21.0) is None
+    assert dlog.failed(KafkaError("x"), now=30.0) is not None, "a new episode is news again"
+
+
+def test_close_with_stuck_frames_returns_within_its_timeout_and_never_raises() -> None:
+    stuck = FakeProducer(flush_raises=True)
+    pub = FramePublisher(settings(), lambda: stuck)
+    pub.publish(frame(1))
+    started = time.monotonic()
+    pub.close(timeout_s=1.0)
+    assert time.monotonic() - started < 2.0
+    assert stuck.closed.is_set()
+    assert pub.dropped == {"unsent_at_exit": 1} and pub.inflight_bytes == 0
