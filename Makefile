@@ -1,13 +1,16 @@
 # The README's commands. Each target installs what it needs first (scripts/setup.sh is idempotent).
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint bench bench-smoke
+.PHONY: setup demo demo-cluster test lint bench bench-smoke
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
 	$(PY) -m harness.demo
+
+demo-cluster: setup
+	$(PY) -m harness.demo --cluster
 
 test: setup
 	$(PY) -m ruff check .

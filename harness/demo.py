@@ -3,6 +3,10 @@
 Everything runs on loopback with config.env's defaults (broker localhost:9092, camera
 rtsp://127.0.0.1:8554/cam, viewer http://127.0.0.1:5000/), so what the demo shows is exactly
 what a user gets running the two CLIs by hand. Ctrl-C stops all four.
+
+`--cluster` (`make demo-cluster`) swaps the broker for a three-node KRaft cluster on ports
+9092-9094 (Kafka's default 9 s broker session) and runs the producer with replication factor 3,
+min ISR 2 and acks=all, as on a production cluster.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from harness import procs
 from harness.kafka_broker import KafkaBroker
+from harness.kafka_cluster import PROD_SESSION_TIMEOUT_MS, KafkaCluster
 from harness.ports import port_open
 from harness.rtsp_camera import RtspCamera
 
@@ -32,12 +37,15 @@ def main() -> int:
     parser.add_argument("--http-port", type=int, default=5000)
     parser.add_argument("--size", default="1280x720", help="camera picture size WxH")
     parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--cluster", action="store_true",
+                        help="three KRaft nodes on KAFKA_PORT..KAFKA_PORT+2, replication 3, acks=all")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     width, height = (int(v) for v in args.size.split("x"))
 
-    for port, what in ((args.kafka_port, "Kafka"), (args.camera_port, "camera"), (args.http_port, "viewer")):
+    kafka_ports = [args.kafka_port + i for i in range(3 if args.cluster else 1)]
+    for port, what in (*((p, "Kafka") for p in kafka_ports), (args.camera_port, "camera"), (args.http_port, "viewer")):
         if port_open("127.0.0.1", port):
             sys.exit(f"demo: port {port} ({what}) is already in use; stop what runs there or pick another port")
 
@@ -45,16 +53,24 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    broker = KafkaBroker(port=args.kafka_port, data_dir=ROOT / ".cache" / "demo-kafka")
+    broker: KafkaBroker | KafkaCluster
+    replication: list[str] = []
+    if args.cluster:
+        broker = KafkaCluster(n=3, session_timeout_ms=PROD_SESSION_TIMEOUT_MS, heartbeat_interval_ms=2000,
+                              ports=kafka_ports)
+        replication = ["--replication-factor", "3", "--min-insync-replicas", "2", "--acks", "all"]
+    else:
+        broker = KafkaBroker(port=args.kafka_port, data_dir=ROOT / ".cache" / "demo-kafka")
     camera = RtspCamera(port=args.camera_port, width=width, height=height, fps=args.fps)
     apps: list[subprocess.Popen[bytes]] = []
     try:
-        log.info("starting Kafka broker on 127.0.0.1:%d", args.kafka_port)
+        log.info("starting Kafka %s on 127.0.0.1:%s", "cluster" if args.cluster else "broker",
+                 ",".join(map(str, kafka_ports)))
         broker.start()
         camera.start()
         log.info("demo camera streaming at %s", camera.url)
-        common = ["--bootstrap-servers", f"127.0.0.1:{args.kafka_port}"]
-        for argv in (["producer.py", *common, "--source", camera.url, "--camera-id", "demo"],
+        common = ["--bootstrap-servers", ",".join(f"127.0.0.1:{p}" for p in kafka_ports)]
+        for argv in (["producer.py", *common, *replication, "--source", camera.url, "--camera-id", "demo"],
                      ["consumer.py", *common, "--port", str(args.http_port)]):
             proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT)
             procs.track(proc)
@@ -73,7 +89,7 @@ def main() -> int:
         for proc in reversed(apps):
             procs.terminate(proc)
         camera.stop()
-        broker.stop()
+        broker.close()  # the single broker keeps its data dir (passed in); the cluster's is a temp dir
     return 0
 
 
