@@ -157,6 +157,10 @@ class KafkaCluster:
             "default.replication.factor": replicas,
             "broker.session.timeout.ms": str(self.session_timeout_ms),
             "broker.heartbeat.interval.ms": str(self.heartbeat_interval_ms),
+            # A follower whose fetch fails (its leader moved or died) waits this long before it
+            # fetches again, from the new leader; acks=all frames wait for it. Kafka's 1000 ms made
+            # a controlled shutdown cost 1.2-1.3 s of video; 100 ms: 0.3-0.5 s (measured here).
+            "replica.fetch.backoff.ms": "100",
             **self.extra_config,
         }
 
@@ -282,9 +286,18 @@ class KafkaCluster:
     def partitions(self, topic: str) -> list[dict[str, Any]]:
         """The topic's partitions as kafka-python describes them: partition_index, leader_id,
         replica_nodes, isr_nodes; sorted by partition."""
-        described = self.ask(lambda admin: admin.describe_topics([topic]))
-        if not described or described[0].get("error_code"):
-            raise RuntimeError(f"topic {topic!r} not described: {described}")
+        def describe(admin: Any) -> list[dict[str, Any]]:
+            from kafka.errors import for_code
+
+            described = admin.describe_topics([topic])
+            if described and described[0].get("error_code"):
+                # e.g. a broker whose metadata has not caught up yet: unknown topic, asked again
+                raise for_code(described[0]["error_code"])(f"topic {topic!r}")
+            return described
+
+        described = self.ask(describe)
+        if not described:
+            raise RuntimeError(f"topic {topic!r} not described")
         return sorted(described[0]["partitions"], key=lambda p: p["partition_index"])
 
     def leader_of(self, topic: str, partition: int) -> int | None:
@@ -315,14 +328,17 @@ class KafkaCluster:
         for node in self.nodes.values():
             procs.kill(node.proc)
 
-    def close(self) -> None:
-        """Stop every node (all at once: no point moving leadership in a cluster going away) and
-        delete the data dir if this object made it."""
-        for node in self.nodes.values():
-            if node.is_running() and node.proc:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every node at once, SIGKILL what still runs after `timeout` s (with every node
+        going, a controlled shutdown cannot finish: no node is left to take over), and delete the
+        data dir if this object made it."""
+        running = [node for node in self.nodes.values() if node.is_running()]
+        for node in running:
+            if node.proc is not None:
                 node.proc.send_signal(signal.SIGTERM)
-        for node in self.nodes.values():
-            procs.terminate(node.proc, 20.0)
+        deadline = time.monotonic() + timeout
+        for node in running:
+            procs.terminate(node.proc, max(0.1, deadline - time.monotonic()))
         if self._owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
