@@ -121,6 +121,7 @@ def producer_config(settings: ProducerSettings) -> dict[str, Any]:
         "request_timeout_ms": request_timeout_ms(settings),
         "max_block_ms": int(settings.connect_timeout_s * 1000),
         "retries": 3,
+        "retry_backoff_ms": 50,  # a frame refused by a leader that just moved goes to the new one sooner
         # Each failed connect to a dead leader asks for fresh metadata: retrying at least twice a
         # second finds the new leader within half a second of its election.
         "reconnect_backoff_max_ms": 500,
