@@ -120,8 +120,13 @@ def producer_config(settings: ProducerSettings) -> dict[str, Any]:
         "delivery_timeout_ms": settings.delivery_timeout_ms,
         "request_timeout_ms": request_timeout_ms(settings),
         "max_block_ms": int(settings.connect_timeout_s * 1000),
-        "retries": 3,
-        "retry_backoff_ms": 50,  # a frame refused by a leader that just moved goes to the new one sooner
+        # While leadership moves, brokers disagree for a moment about who leads (under load: seen
+        # 0.9 s of NotLeaderForPartition from the new leader too); a frame failed by exhausted
+        # retries also breaks the idempotent sequence. 20 retries 50 ms apart ride that out, yet a
+        # lasting refusal (NotEnoughReplicas) still surfaces as itself within ~1-2 s, well inside
+        # the delivery timeout, instead of as an expiry hiding the cause.
+        "retries": 20,
+        "retry_backoff_ms": 50,
         # Each failed connect to a dead leader asks for fresh metadata: retrying at least twice a
         # second finds the new leader within half a second of its election.
         "reconnect_backoff_max_ms": 500,
