@@ -1,7 +1,7 @@
 # The README's commands. Each target installs what it needs first (scripts/setup.sh is idempotent).
 PY := .venv/bin/python
 
-.PHONY: setup demo demo-cluster test lint bench bench-smoke
+.PHONY: setup demo demo-cluster test test-cluster lint bench bench-smoke
 
 setup:
 	@scripts/setup.sh
@@ -15,6 +15,9 @@ demo-cluster: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -v
+
+test-cluster: setup
+	$(PY) -m pytest -v -m cluster tests/test_cluster.py
 
 lint: setup
 	$(PY) -m ruff check .

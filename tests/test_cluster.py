@@ -44,7 +44,7 @@ from harness.mjpeg_client import MjpegViewer, Part
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 SESSION_TIMEOUT_S = 6.0
 QUORUM_TIMEOUTS = {"controller.quorum.fetch.timeout.ms": "1000", "controller.quorum.election.timeout.ms": "500"}
