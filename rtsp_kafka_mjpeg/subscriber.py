@@ -5,6 +5,11 @@ never shown and never allowed to stop the loop. Within one poll only the newest 
 camera reaches the sink: older ones would be replaced before any viewer could see them.
 An unexpected error (a bug, not a broker outage) makes the subscriber unhealthy until a poll
 succeeds again, so /healthz says so instead of staying green while frames stop.
+
+Nothing but poll() talks to the brokers on the frame thread: the lag comes from the highwater marks
+the fetches already carry, and "do the brokers answer?" is asked by a BrokerProbe on its own thread
+and client. A probe blocked on a node that is going away once stalled the frames of every camera
+for up to a second during a leader's controlled shutdown.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from .frame import BadRecord, Frame, frame_from_record
@@ -27,7 +32,8 @@ log = logging.getLogger(__name__)
 
 FETCH_OVERHEAD = 64 * 1024
 WARN_INTERVAL_S = 60.0
-RETRY_S = 1.0
+RETRY_FIRST_S = 0.1  # a failed poll is retried soon (a node just went away), then less often
+RETRY_MAX_S = 1.0
 PROBE_EVERY_S = 1.0
 
 
@@ -73,12 +79,53 @@ class KafkaHealth:
         return None
 
 
+class BrokerProbe:
+    """Asks the cluster for its topics every `interval_s` from its own thread and Kafka client and
+    reports (answered, why-not) to `report`. Any live broker can answer, so one node of three down
+    is not an outage; frames not arriving is no proof either way (an idle camera sends none)."""
+
+    def __init__(self, new_client: Callable[[], Any], report: Callable[[bool, str], None],
+                 stop: threading.Event, interval_s: float = PROBE_EVERY_S) -> None:
+        self._new_client = new_client
+        self._report = report
+        self._stop = stop
+        self._interval = interval_s
+        self._client: Any = None
+        self._thread = threading.Thread(target=self._run, name="kafka-probe", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def check(self) -> None:
+        """One probe, reported."""
+        try:
+            self._client = self._client or self._new_client()
+            self._client.topics()
+            self._report(True, "")
+        except KafkaError as err:
+            self._report(False, type(err).__name__)
+        except Exception:  # health only; the frame loop reports real failures
+            log.debug("broker probe failed", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.check()
+            self._stop.wait(self._interval)
+        if self._client is not None:
+            self._client.close()
+
+
 class FrameSubscriber:
     """Polls the topic and hands valid frames to `sink` until stopped."""
 
     def __init__(self, settings: ConsumerSettings, sink: Callable[[Frame], None], metrics: ConsumerMetrics,
                  stop: threading.Event | None = None,
-                 consumer_factory: Callable[[], KafkaConsumer] | None = None) -> None:
+                 consumer_factory: Callable[[], KafkaConsumer] | None = None,
+                 probe_factory: Callable[[], Any] | None = None) -> None:
         self._settings = settings
         self._sink = sink
         self._metrics = metrics
@@ -87,7 +134,10 @@ class FrameSubscriber:
         self._warnings = RateLimitedWarnings()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
-        self._next_probe = 0.0
+        self._next_offsets: dict[Any, int] = {}  # partition -> offset after the last record handed on
+        self._next_lag = 0.0
+        self._connected_lock = threading.Lock()
+        self.probe = BrokerProbe(probe_factory or self._create_probe_client, self._set_connected, self._stop)
         self.connected = False
         self._error = ""
         self._failures = 0
@@ -111,28 +161,38 @@ class FrameSubscriber:
             fetch_max_bytes=max(fetch_bytes, 64 * 1024 * 1024),
             receive_message_max_bytes=max(100_000_000, fetch_bytes * 2),
             max_poll_records=200,
-            reconnect_backoff_max_ms=2000,
+            reconnect_backoff_max_ms=1000,
         )
+
+    def _create_probe_client(self) -> KafkaConsumer:
+        """A second, group-less client for the probe: kafka-python clients are not thread-safe."""
+        return KafkaConsumer(**self._settings.kafka_client_config(), reconnect_backoff_max_ms=1000)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="kafka-subscriber", daemon=True)
         self._thread.start()
+        self.probe.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.probe.join(timeout=5)
 
     def _run(self) -> None:
+        retry_s = RETRY_FIRST_S
         while not self._stop.is_set():
-            if not self.poll_once():
-                self._stop.wait(RETRY_S)
+            if self.poll_once():
+                retry_s = RETRY_FIRST_S
+            else:
+                self._stop.wait(retry_s)
+                retry_s = min(RETRY_MAX_S, retry_s * 2)
         if self._consumer is not None:
             self._consumer.close()
 
     def poll_once(self) -> bool:
-        """One poll, its frames handed on, and a broker probe when due. False when it failed:
-        the caller waits before the next try instead of spinning on a broken broker or a bug."""
+        """One poll, its frames handed on, the lag updated when due. False when it failed: the
+        caller waits before the next try instead of spinning on a broken broker or a bug."""
         try:
             if self._consumer is None:
                 self._consumer = self._new_consumer()
@@ -140,9 +200,9 @@ class FrameSubscriber:
             if batches:
                 self._set_connected(True)
                 self._handle(batches)
-            if time.monotonic() >= self._next_probe:
-                self._next_probe = time.monotonic() + PROBE_EVERY_S
-                self._probe(self._consumer)
+            if time.monotonic() >= self._next_lag:
+                self._next_lag = time.monotonic() + PROBE_EVERY_S
+                self._update_lag(self._consumer)
         except KafkaError as err:
             self._set_connected(False, type(err).__name__)
             return False
@@ -169,30 +229,21 @@ class FrameSubscriber:
             self._warnings.warn("unexpected", f"the Kafka subscriber still fails ({kind}: {err}), "
                                               f"{self._failures} time(s) in a row")
 
-    def _probe(self, consumer: KafkaConsumer) -> None:
-        """Ask the brokers for the end offsets: proves connectivity while no frame arrives (an idle
-        camera is not a broker outage) and gives the consumer lag."""
-        try:
-            partitions = list(consumer.assignment())
-            if not partitions:
-                consumer.topics()
-                self._set_connected(True)
-                return
-            ends = consumer.end_offsets(partitions, timeout_ms=1000)
-            lag = 0
-            for tp, end in ends.items():
-                position = consumer.position(tp, timeout_ms=1000)
-                if end is not None and position is not None:
-                    lag += max(0, end - position)
-            self._metrics.lag.set(lag)
-            self._set_connected(True)
-        except KafkaError as err:
-            self._set_connected(False, type(err).__name__)
+    def _update_lag(self, consumer: KafkaConsumer) -> None:
+        """Records behind the end of the log, summed over the partitions: from the highwater marks
+        of the last fetches, no request of its own."""
+        lag = 0
+        for tp in consumer.assignment():
+            end, done = consumer.highwater(tp), self._next_offsets.get(tp)
+            if end is not None and done is not None:
+                lag += max(0, end - done)
+        self._metrics.lag.set(lag)
 
     def _handle(self, batches: dict[Any, list[Any]]) -> None:
         newest: dict[str, Frame] = {}
         for records in batches.values():
             for record in records:
+                self._next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
                 try:
                     frame = frame_from_record(record.key, record.value, record.headers,
                                               self._settings.max_message_bytes)
@@ -214,11 +265,13 @@ class FrameSubscriber:
             self._metrics.receive_rates.note(frame.camera_id, now)
 
     def _set_connected(self, connected: bool, why: str = "") -> None:
-        if connected != self.connected:
+        with self._connected_lock:
+            if connected == self.connected:
+                return
             self.connected = connected
-            self._metrics.kafka_up.set(1 if connected else 0)
-            if connected:
-                log.info("Kafka subscriber connected to %s, topic %s", self._settings.bootstrap_servers,
-                         self._settings.topic)
-            else:
-                log.warning("Kafka subscriber lost the brokers%s; retrying", f" ({why})" if why else "")
+        self._metrics.kafka_up.set(1 if connected else 0)
+        if connected:
+            log.info("Kafka subscriber connected to %s, topic %s", self._settings.bootstrap_servers,
+                     self._settings.topic)
+        else:
+            log.warning("Kafka subscriber lost the brokers%s; retrying", f" ({why})" if why else "")

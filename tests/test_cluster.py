@@ -295,39 +295,62 @@ def test_the_producer_creates_the_topic_replicated_three_times_with_two_in_sync_
     record("cameras", {"partitions": stack.partitions, "leaders": leaders})
 
 
+def controlled_shutdown(stack: Stack, node: int) -> tuple[dict[str, Any], float, float]:
+    """SIGTERM `node` under live video, then restart it: (gaps, seconds the node took to stop,
+    seconds until it rejoined and every partition was fully replicated again)."""
+    shutdown_s: list[float] = []
+
+    def stop() -> None:
+        started = time.monotonic()
+        stack.cluster.stop(node)
+        shutdown_s.append(round(time.monotonic() - started, 2))
+
+    _, gaps = stack.ride_out(stop)
+    return gaps, shutdown_s[0], stack.heal(node)
+
+
+def test_a_controlled_shutdown_of_a_leader_costs_the_viewers_at_most_1s(stack: Stack) -> None:
+    # The cameras' partitions have different leaders (see second_camera) and this test runs before
+    # any node has crashed, so one of them is led by a node that is not the active controller.
+    controller = stack.cluster.active_controller()
+    leaders = {cam: stack.cluster.leader_of(stack.topic, p) for cam, p in stack.partitions.items()}
+    cam, leader = next((c, n) for c, n in leaders.items() if n not in (None, controller))
+    gaps, shutdown_s, rejoin_s = controlled_shutdown(stack, leader)
+    record("leader_sigterm", {"camera": cam, "stopped_node": leader, "active_controller": controller, "gaps_s": gaps,
+                              "shutdown_s": shutdown_s, "rejoined_and_fully_replicated_after_s": rejoin_s})
+    assert max(gaps["viewers"].values()) <= CONTROLLED_GAP_LIMIT_S, \
+        f"gaps {gaps} over {CONTROLLED_GAP_LIMIT_S} s{stack.logs()}"
+
+
+def test_a_controlled_shutdown_of_the_active_controller_costs_at_most_the_session_timeout_plus_3s(
+        stack: Stack) -> None:
+    # With combined roles the node also leads the metadata quorum: it commits its partitions' new
+    # leaders, then resigns, and a broker that had not yet heard of the commit learns it only from
+    # the next controller. Measured here 0.5-2.0 s; dedicated controllers avoid it (README).
+    controller = stack.cluster.active_controller()
+    leads = [cam for cam, p in stack.partitions.items() if stack.cluster.leader_of(stack.topic, p) == controller]
+    gaps, shutdown_s, rejoin_s = controlled_shutdown(stack, controller)
+    record("controller_sigterm", {"stopped_node": controller, "it_led_cameras": leads, "gaps_s": gaps,
+                                  "shutdown_s": shutdown_s, "rejoined_and_fully_replicated_after_s": rejoin_s})
+    assert max(gaps["viewers"].values()) <= CRASH_GAP_LIMIT_S, \
+        f"gaps {gaps} over {CRASH_GAP_LIMIT_S} s{stack.logs()}"
+
+
 def test_a_crashed_partition_leader_costs_the_viewers_at_most_the_session_timeout_plus_3s(stack: Stack) -> None:
     cam = "cam-a"
     victim = stack.cluster.leader_of(stack.topic, stack.partitions[cam])
     assert victim is not None
+    marks = [len(c.log()) for c in stack.consumers]
     _, gaps = stack.ride_out(lambda: stack.cluster.kill(victim))
+    said = [c.log()[m:] for c, m in zip(stack.consumers, marks, strict=True)]
     new_leader = stack.cluster.leader_of(stack.topic, stack.partitions[cam])
     rejoin_s = stack.heal(victim)
     record("leader_sigkill", {"killed_node": victim, "new_leader": new_leader, "gaps_s": gaps,
                               "rejoined_and_fully_replicated_after_s": rejoin_s})
     assert new_leader not in (None, victim)
+    assert not any("lost the brokers" in text for text in said), f"two of three nodes answered all along: {said}"
     assert max(gaps["viewers"].values()) <= CRASH_GAP_LIMIT_S, \
         f"gaps {gaps} over {CRASH_GAP_LIMIT_S} s{stack.logs()}"
-
-
-def test_a_controlled_shutdown_of_a_leader_costs_the_viewers_at_most_1s(stack: Stack) -> None:
-    cam = next(c for c in stack.producers if c != "cam-a")
-    leader = stack.cluster.leader_of(stack.topic, stack.partitions[cam])
-    assert leader is not None
-    shutdown_s: list[float] = []
-
-    def stop() -> None:
-        started = time.monotonic()
-        stack.cluster.stop(leader)
-        shutdown_s.append(round(time.monotonic() - started, 2))
-
-    _, gaps = stack.ride_out(stop)
-    rejoin_s = stack.heal(leader)
-    # How long the node took to shut down: frames sent to it just before stay unanswered until it
-    # hands over, and it hands over slower on a machine short of CPU.
-    record("leader_sigterm", {"stopped_node": leader, "gaps_s": gaps, "shutdown_s": shutdown_s[0],
-                              "rejoined_and_fully_replicated_after_s": rejoin_s})
-    assert max(gaps["viewers"].values()) <= CONTROLLED_GAP_LIMIT_S, \
-        f"gaps {gaps} over {CONTROLLED_GAP_LIMIT_S} s{stack.logs()}"
 
 
 def test_a_crashed_active_controller_costs_the_viewers_at_most_the_session_timeout_plus_3s(stack: Stack) -> None:

@@ -286,7 +286,9 @@ class BrokenConsumer:
 
 def test_healthz_is_503_and_says_why_while_the_subscriber_keeps_failing(hub: FrameHub) -> None:
     metrics = ConsumerMetrics(hub.viewer_counts)
-    subscriber = FrameSubscriber(ConsumerSettings(), hub.publish, metrics, consumer_factory=BrokenConsumer)
+    subscriber = FrameSubscriber(ConsumerSettings(), hub.publish, metrics, consumer_factory=BrokenConsumer,
+                                 probe_factory=BrokenConsumer)
+    subscriber.probe.check()
     assert subscriber.poll_once()
     app = create_app(ConsumerSettings(), hub, metrics, kafka_health=subscriber.health).test_client()
     assert app.get("/healthz").status_code == 200

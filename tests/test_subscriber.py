@@ -33,8 +33,9 @@ def record(seq: int, camera: str = "door") -> SimpleNamespace:
 class ScriptedConsumer:
     """Answers each poll from a script: a batch dict, or an exception to raise; then empty polls."""
 
-    def __init__(self, *script: object) -> None:
+    def __init__(self, *script: object, highwater: int | None = None) -> None:
         self._script = list(script)
+        self._highwater = highwater
 
     def poll(self, timeout_ms: int) -> object:
         outcome = self._script.pop(0) if self._script else {}
@@ -43,7 +44,10 @@ class ScriptedConsumer:
         return outcome
 
     def assignment(self) -> set[TopicPartition]:
-        return set()
+        return {TP} if self._highwater is not None else set()
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self._highwater
 
     def topics(self) -> set[str]:
         return {TP.topic}
@@ -54,7 +58,8 @@ def subscriber(consumer: ScriptedConsumer,
     """A subscriber on the scripted consumer; frames go to `sink`, or to the returned list."""
     got: list[Frame] = []
     sub = FrameSubscriber(ConsumerSettings(), sink or got.append, ConsumerMetrics(),
-                          consumer_factory=lambda: consumer)
+                          consumer_factory=lambda: consumer, probe_factory=lambda: consumer)
+    sub.probe.check()
     return sub, got
 
 
@@ -97,3 +102,11 @@ def test_a_broker_outage_is_not_an_unexpected_error() -> None:
     health = sub.health()
     assert not health.ok and not health.connected and health.error == ""
     assert health.reason == "the Kafka brokers are not answering"
+
+
+def test_the_lag_is_the_records_between_the_last_one_handed_on_and_the_highwater_mark() -> None:
+    metrics = ConsumerMetrics()
+    sub = FrameSubscriber(ConsumerSettings(), lambda frame: None, metrics,
+                          consumer_factory=lambda: ScriptedConsumer({TP: [record(1), record(2)]}, highwater=10))
+    assert sub.poll_once()
+    assert metrics.registry.get_sample_value("mjpeg_consumer_lag_records") == 7  # offsets 3..9 unread
