@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PROD_SESSION_TIMEOUT_MS = 9000  # Kafka's default broker.session.timeout.ms
+# A follower whose fetch fails (its leader moved or died) waits this long before it fetches again,
+# from the new leader; acks=all frames wait for it. Kafka's 1000 ms made a controlled shutdown
+# cost 1.2-1.3 s of video; 100 ms: 0.3-0.5 s (measured here). docker-compose's cluster uses it too.
+REPLICA_FETCH_BACKOFF_MS = "100"
 
 
 class ClusterNode:
@@ -157,10 +161,7 @@ class KafkaCluster:
             "default.replication.factor": replicas,
             "broker.session.timeout.ms": str(self.session_timeout_ms),
             "broker.heartbeat.interval.ms": str(self.heartbeat_interval_ms),
-            # A follower whose fetch fails (its leader moved or died) waits this long before it
-            # fetches again, from the new leader; acks=all frames wait for it. Kafka's 1000 ms made
-            # a controlled shutdown cost 1.2-1.3 s of video; 100 ms: 0.3-0.5 s (measured here).
-            "replica.fetch.backoff.ms": "100",
+            "replica.fetch.backoff.ms": REPLICA_FETCH_BACKOFF_MS,
             **self.extra_config,
         }
 

@@ -236,6 +236,18 @@ class ProducerSettings(KafkaSettings):
         return max(1, min(2, self.replication_factor - 1))
 
 
+def results_topic_option() -> Any:
+    """The analytics results topic: worker.py writes it, consumer.py reads it (one key, one default)."""
+    return option("camera-events", "KAFKA_RESULTS_TOPIC", "--results-topic",
+                  "topic of the analytics workers' JSON results (worker.py writes, consumer.py shows)")
+
+
+def camera_list(raw: str) -> str:
+    """Comma-separated camera ids (empty: every camera); returned normalised."""
+    cameras = [c.strip() for c in raw.split(",") if c.strip()]
+    return ",".join(camera_id(c) for c in cameras)
+
+
 @dataclasses.dataclass(frozen=True)
 class ConsumerSettings(KafkaSettings):
     """consumer.py: Kafka -> hub -> MJPEG over HTTP."""
@@ -263,11 +275,52 @@ class ConsumerSettings(KafkaSettings):
                                   "require HTTP basic auth with this user (and VIEWER_PASSWORD)")
     viewer_password: str = option("", "VIEWER_PASSWORD", "--viewer-password", "HTTP basic auth password",
                                   secret=True)
+    results_topic: str = results_topic_option()
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings(KafkaSettings):
+    """worker.py: frames -> a processor, in a consumer group -> JSON results on a topic."""
+
+    group_id: str = option("", "WORKER_GROUP_ID", "--group-id",
+                           "consumer group: workers of one group share the cameras, each group gets every "
+                           "frame (empty: analytics-<processor>)")
+    processor: str = option("motion", "WORKER_PROCESSOR", "--processor",
+                            "brightness, motion, or your own as module:function")
+    results_topic: str = results_topic_option()
+    cameras: str = option("", "WORKER_CAMERAS", "--cameras",
+                          "process only these camera ids, comma-separated (empty: all)", camera_list)
+    commit: str = option("after-processing", "WORKER_COMMIT", "--commit",
+                         "after-processing (commit what was processed and its result acknowledged: "
+                         "at-least-once) or auto (periodic auto-commit: at-most-once flavoured)",
+                         choice("after-processing", "auto"))
+    lag_policy: str = option("every", "WORKER_LAG_POLICY", "--lag-policy",
+                             "every (process every frame; lag is reported) or newest (only each camera's "
+                             "newest frame; skip ahead when behind)", choice("every", "newest"))
+    lag_threshold: int = option(30, "WORKER_LAG_THRESHOLD", "--lag-threshold",
+                                "newest: a partition more records behind than this jumps to its newest ones",
+                                int_range(1, 1_000_000))
+    session_timeout_ms: int = option(10_000, "WORKER_SESSION_TIMEOUT_MS", "--session-timeout-ms",
+                                     "a worker silent this long leaves the group and its cameras move on",
+                                     int_range(3000, 300_000))
+    metrics_port: int = option(0, "WORKER_METRICS_PORT", "--metrics-port",
+                               "serve Prometheus /metrics on this port (0: off)", int_range(0, 65535))
+    metrics_host: str = option("127.0.0.1", "WORKER_METRICS_HOST", "--metrics-host",
+                               "address for the worker's /metrics (0.0.0.0 exposes it)")
+
+    @property
+    def group(self) -> str:
+        return self.group_id or f"analytics-{self.processor.replace(':', '-')}"
+
+    @property
+    def camera_filter(self) -> frozenset[str]:
+        return frozenset(self.cameras.split(",")) if self.cameras else frozenset()
 
 
 S = TypeVar("S", bound=KafkaSettings)
 ALL_KEYS = frozenset(
-    f.metadata["key"] for cls in (ProducerSettings, ConsumerSettings) for f in dataclasses.fields(cls)
+    f.metadata["key"] for cls in (ProducerSettings, ConsumerSettings, WorkerSettings)
+    for f in dataclasses.fields(cls)
 ) | {"CONFIG_FILE"}
 
 

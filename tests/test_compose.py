@@ -227,6 +227,13 @@ def test_cluster_topics_internal_and_default_keep_three_replicas_and_need_two_in
             assert kafka[key] == "2", key
 
 
+def test_cluster_followers_retry_a_moved_leader_as_fast_as_on_the_measured_cluster() -> None:
+    from harness.kafka_cluster import REPLICA_FETCH_BACKOFF_MS
+
+    for node in CLUSTER:
+        assert env(node)["KAFKA_REPLICA_FETCH_BACKOFF_MS"] == REPLICA_FETCH_BACKOFF_MS, node
+
+
 def test_cluster_nodes_accept_the_largest_frame_and_shape_topics_like_the_single_broker() -> None:
     same = ("KAFKA_MESSAGE_MAX_BYTES", "KAFKA_REPLICA_FETCH_MAX_BYTES", "KAFKA_NUM_PARTITIONS",
             "KAFKA_LOG_RETENTION_MS", "KAFKA_LOG_ROLL_MS", "KAFKA_LOG_DIRS")

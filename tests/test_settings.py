@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from rtsp_kafka_mjpeg.settings import ConsumerSettings, ProducerSettings, SettingsError, resolve
+from rtsp_kafka_mjpeg.settings import ConsumerSettings, ProducerSettings, SettingsError, WorkerSettings, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_an_unreadable_config_file_is_one_line_naming_it(tmp_path: Path, monkeyp
 def test_config_env_lists_every_key_with_its_default() -> None:
     values = dotenv_values(ROOT / "config.env")
     declared = {}
-    for cls in (ProducerSettings, ConsumerSettings):
+    for cls in (ProducerSettings, ConsumerSettings, WorkerSettings):
         for f in dataclasses.fields(cls):
             declared[f.metadata["key"]] = f.default
     assert set(values) == set(declared)
