@@ -75,6 +75,15 @@ class ConsumerMetrics:
         self.kafka_up = Gauge("mjpeg_kafka_connected", "1 when the Kafka consumer is polling successfully",
                               registry=r)
         self.receive_rates = ReceiveRates()
+        # Analytics: the workers' results read back from the results topic and sent as SSE.
+        self.results_in = Counter("mjpeg_results_in", "Analytics results received from Kafka", ["camera"],
+                                  registry=r)
+        self.results_skipped = Counter("mjpeg_results_skipped", "Result records not shown, by reason", ["reason"],
+                                       registry=r)
+        self.result_latency = Histogram("mjpeg_capture_to_result_seconds",
+                                        "Capture timestamp of the analysed frame to its result's arrival",
+                                        ["camera"], buckets=LATENCY_BUCKETS, registry=r)
+        self.events_out = Counter("mjpeg_events_out", "Results written to /api/events clients", registry=r)
 
 
 class ProducerCollector:

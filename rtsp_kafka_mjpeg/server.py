@@ -17,8 +17,10 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
 
+from .events import ResultBoard
 from .hub import FrameHub
 from .metrics import ConsumerMetrics
+from .results_subscriber import ResultSubscriber
 from .settings import ConsumerSettings
 from .subscriber import FrameSubscriber
 from .web import create_app
@@ -42,13 +44,17 @@ def check_bindable(host: str, port: int) -> None:
 
 
 def build_wsgi_app(settings: ConsumerSettings) -> Any:
-    """Hub + subscriber + Flask app, created in the process that will serve them."""
+    """Hub + subscriber, results board + its subscriber, Flask app, created in the process that
+    will serve them."""
     hub = FrameHub()
+    board = ResultBoard()
     metrics = ConsumerMetrics(viewer_counts=hub.viewer_counts)
     subscriber = FrameSubscriber(settings, hub.publish, metrics)
     subscriber.start()
-    app = create_app(settings, hub, metrics, kafka_health=subscriber.health)
-    app.extensions.update(subscriber=subscriber, hub=hub)
+    results = ResultSubscriber(settings, board.post, metrics)
+    results.start()
+    app = create_app(settings, hub, metrics, kafka_health=subscriber.health, board=board)
+    app.extensions.update(subscriber=subscriber, hub=hub, board=board, results=results)
     return app
 
 
@@ -60,7 +66,9 @@ def release_viewers_on_shutdown(worker: Any) -> None:
         while worker.alive:
             time.sleep(0.2)
         worker.wsgi.extensions["hub"].close()
+        worker.wsgi.extensions["board"].close()
         worker.wsgi.extensions["subscriber"].stop()
+        worker.wsgi.extensions["results"].stop()
 
     threading.Thread(target=watch, name="shutdown-watch", daemon=True).start()
 

@@ -4,6 +4,8 @@ the status objects and the settings.
 A stream handler does go2rtc's four steps: find the camera, attach a viewer (`hub.viewer`),
 write parts as frames come, detach (leaving the `with`). go2rtc-style aliases
 (`/api/frame.jpeg?src=`, `/api/stream.mjpeg?src=`) let existing tools and Home Assistant cards work.
+`/api/events` does the same with the analytics board: find the cameras, attach a watcher, write
+each newer result as a Server-Sent Event, detach.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from .auth import ViewerAuth
+from .events import Posted, ResultBoard
 from .hub import FrameHub
 from .metrics import ConsumerMetrics
 from .multipart import MIMETYPE, PartCache
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 WAIT_FOR_FIRST_CAMERA_S = 10.0
 MAX_QUERY_BYTES = 2048
+EVENTS_HEARTBEAT_S = 15.0  # an SSE comment this often keeps proxies from closing a quiet stream
+EVENTS_RETRY_MS = 1000  # how soon a browser's EventSource reconnects after the stream drops
 
 
 def tune_viewer_socket(environ: dict[str, Any], lowat: int) -> None:
@@ -72,11 +77,33 @@ def stream(hub: FrameHub, camera_id: str, parts: PartCache, metrics: ConsumerMet
             bytes_out.inc(len(part))
 
 
+def sse_event(posted: Posted) -> bytes:
+    """One result as a Server-Sent Event; its JSON is compact, so it is one data line."""
+    return b"event: result\ndata: " + posted.data + b"\n\n"
+
+
+def event_stream(board: ResultBoard, cameras: list[str], metrics: ConsumerMetrics,
+                 heartbeat_s: float) -> Iterator[bytes]:
+    """The SSE body of one client: the reconnect delay first (it also sends the headers at once),
+    the recent results, then each newer one, a comment when nothing came for `heartbeat_s`."""
+    with board.watch(cameras) as watcher:
+        yield f"retry: {EVENTS_RETRY_MS}\n\n".encode()
+        while not board.closed:
+            results = watcher.next(heartbeat_s)
+            if results:
+                metrics.events_out.inc(len(results))
+                yield b"".join(sse_event(p) for p in results)
+            elif not board.closed:
+                yield b": keepalive\n\n"
+
+
 def create_app(settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetrics,
                kafka_health: Callable[[], KafkaHealth] = lambda: KafkaHealth(connected=True),
-               first_camera_wait_s: float = WAIT_FOR_FIRST_CAMERA_S) -> Flask:
-    """Build the web app around an existing hub (the subscriber is started by the caller).
-    `first_camera_wait_s`: how long a stream request with no camera named waits for one."""
+               first_camera_wait_s: float = WAIT_FOR_FIRST_CAMERA_S, board: ResultBoard | None = None,
+               events_heartbeat_s: float = EVENTS_HEARTBEAT_S) -> Flask:
+    """Build the web app around an existing hub and results board (the subscribers are started by
+    the caller). `first_camera_wait_s`: how long a stream request with no camera named waits for one."""
+    board = board if board is not None else ResultBoard()
     app = Flask(__name__)
     app.config.update(PROPAGATE_EXCEPTIONS=False, TEMPLATES_AUTO_RELOAD=False)
     auth = ViewerAuth(settings)
@@ -117,6 +144,18 @@ def create_app(settings: ConsumerSettings, hub: FrameHub, metrics: ConsumerMetri
         return Response(latest.frame.jpeg, mimetype="image/jpeg",
                         headers={"Cache-Control": "no-store",
                                  "X-Capture-Timestamp-Ns": str(latest.frame.capture_ts_ns)})
+
+    @app.get("/api/events")
+    def events() -> Response:
+        # Repeatable (?camera=a&camera=b): the index page follows all its tiles on one connection.
+        cameras = list(dict.fromkeys(request.args.getlist("camera") + request.args.getlist("src")))
+        if not cameras or not all(cameras):
+            abort(400, description="name the camera: /api/events?camera=ID")
+        for camera in cameras:
+            if not (hub.has_camera(camera) or board.has_camera(camera)):
+                abort(404, description=f"unknown camera {camera[:64]!r}")
+        return Response(event_stream(board, cameras, metrics, events_heartbeat_s), mimetype="text/event-stream",
+                        direct_passthrough=True, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/api/cameras")
     def cameras() -> Response:
