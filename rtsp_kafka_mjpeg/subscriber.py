@@ -161,7 +161,9 @@ class FrameSubscriber:
             fetch_max_bytes=max(fetch_bytes, 64 * 1024 * 1024),
             receive_message_max_bytes=max(100_000_000, fetch_bytes * 2),
             max_poll_records=200,
-            reconnect_backoff_max_ms=1000,
+            # A failed connect to a dead leader asks for fresh metadata: retrying at least twice a second
+            # finds its successor within half a second of the election (1 s cost viewers ~1 s more).
+            reconnect_backoff_max_ms=500,
         )
 
     def _create_probe_client(self) -> KafkaConsumer:
