@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import report, scenarios
+from . import acks, report, scenarios
 from .plan import OPTIONAL_SCENARIOS, PRESETS, RESOLUTIONS, SCENARIOS, Plan
 from .services import RESULTS_DIR, Services
 
@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--window", type=float, help="seconds for every measurement window (overrides the preset)")
     parser.add_argument("--fanout-levels", type=csv(int), help="viewer counts, e.g. 1,10,50,100")
     parser.add_argument("--profile", action="store_true", help="also run the py-spy profile scenario")
+    parser.add_argument("--acks", action="store_true",
+                        help="also run acks=1 vs acks=all on a 3-node cluster (the acks scenario)")
     parser.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
     parser.add_argument("--log-level", default="INFO")
@@ -66,6 +68,8 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         changes["scenarios"] = args.scenarios
     if args.profile and "profile" not in (args.scenarios or plan.scenarios):
         changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "profile")
+    if args.acks and "acks" not in changes.get("scenarios", plan.scenarios):
+        changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "acks")
     if args.resolutions:
         changes["resolutions"] = args.resolutions
     if args.fanout_levels:
@@ -95,6 +99,8 @@ def tasks(plan: Plan) -> list[Task]:
                 out.append((name, "baseline:share", scenarios.baseline_share))
         if name == plan.profile_res and "profile" in want:
             out.append((name, "profile", scenarios.profile))
+        if name == plan.acks_res and "acks" in want:
+            out.append((name, "acks", acks.acks_cost))
         if name == plan.baseline_latency_res and "baseline" in want:
             if "pipeline" in want and name not in plan.resolutions:  # ours' side of the comparison
                 out.append((name, f"pipeline:{name}", scenarios.pipeline))

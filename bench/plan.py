@@ -29,7 +29,8 @@ RESOLUTIONS: dict[str, Resolution] = {
 }
 
 SCENARIOS = ("floor", "pipeline", "fanout", "slow", "baseline")
-OPTIONAL_SCENARIOS = ("profile",)  # needs py-spy; perturbs CPU, so never part of the measured set
+# profile needs py-spy and perturbs CPU; acks starts a 3-node cluster (three more JVMs) for minutes
+OPTIONAL_SCENARIOS = ("profile", "acks")
 JPEG_QUALITY = 80  # the producer's default (config.env JPEG_QUALITY); the floor uses the same
 
 
@@ -55,6 +56,9 @@ class Plan:
     edge_s: float = 10.0  # "first/last 10 s": shrunk to a third of a shorter window
     profile_s: float = 20.0
     profile_res: str = "1080p30"
+    acks_res: str = "1080p30"  # the issue's figure: acks=1 vs acks=all at 1080p30
+    acks_rounds: int = 3  # alternating 1/all windows each
+    acks_s: float = 20.0
 
     def edge(self, window_s: float) -> float:
         """Length of the first/last slice compared for flatness: 10 s, or a third of a short window."""
@@ -63,9 +67,10 @@ class Plan:
 
 FULL = Plan(mode="full")
 QUICK = dataclasses.replace(FULL, mode="quick", pipeline_s=15.0, fanout_s=10.0, slow_s=15.0, share_s=15.0,
-                            baseline_latency_s=15.0, floor_frames=150, profile_s=10.0)
+                            baseline_latency_s=15.0, floor_frames=150, profile_s=10.0, acks_rounds=2, acks_s=10.0)
 SMOKE = dataclasses.replace(
     FULL, mode="smoke", resolutions=("720p30",), floor_frames=30, pipeline_s=3.0, fanout_levels=(5,),
     fanout_s=2.5, warmup_s=0.5, slow_s=4.0, slow_normal_viewers=2, share_s=3.0, baseline_latency_s=3.0,
-    baseline_latency_res="720p30", settle_s=1.0, profile_s=3.0, profile_res="720p30")
+    baseline_latency_res="720p30", settle_s=1.0, profile_s=3.0, profile_res="720p30", acks_res="720p30",
+    acks_rounds=1, acks_s=3.0)
 PRESETS = {p.mode: p for p in (FULL, QUICK, SMOKE)}

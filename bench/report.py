@@ -200,6 +200,15 @@ def rows(results: dict[str, Any]) -> list[Row]:
             f"{ms(age['first_ms']['p50'])} -> {ms(age['last_ms']['p50'])}", "", "flat", pass_fail(age["flat"]))
         add("slow viewer", f"{slow['normal_viewers']} normal viewers fps/source min",
             f"{slow['normal_fps_ratio_min']:.3f}", "", ">= 0.95x", pass_fail(slow["normal_fps_ratio_min"] >= 0.95))
+    ack = results.get("acks")
+    if ack:
+        for setting, block in ack["by_acks"].items():
+            lat = block["latency_ms"]
+            add("acks", f"{ack['resolution']} acks={setting}, RF 3 / min ISR 2: capture->viewer p50/p99/max",
+                f"{ms(lat['p50'])} / {ms(lat['p99'])} / {ms(lat['max'])} (n={lat['n']})", "", "", "")
+        diff = ack["all_minus_1_ms"]
+        add("acks", f"{ack['resolution']} acks=all minus acks=1, p50 / p99",
+            f"{ms(diff['p50'])} / {ms(diff['p99'])}", "", "", "")
     share = get(results, "baseline", "share")
     if share:
         o, tu = share["ours"], share["tutorial"]

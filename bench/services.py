@@ -334,17 +334,19 @@ STOPPED_LINE = re.compile(r"stopped: (\d+) frames published, (\d+) dropped")
 class Stack:
     """One camera's system under test: producer.py -> topic -> consumer.py, started together."""
 
-    def __init__(self, services: Services, res: Resolution, camera: RtspCamera) -> None:
+    def __init__(self, services: Services, res: Resolution, camera: RtspCamera, bootstrap: str | None = None,
+                 **settings: str) -> None:
         self.res = res
         self.topic = f"bench-{res.name}-{uuid.uuid4().hex[:8]}"
-        env = project_env(services.bootstrap, self.topic)
+        bootstrap = bootstrap or services.bootstrap
+        env = {**project_env(bootstrap, self.topic), **settings}
         self.producer = Service(f"producer-{res.name}", [sys.executable, "producer.py", "--source", camera.url,
                                                          "--camera-id", "cam1"], env, services.log_dir)
         port = free_port()
         self.consumer = Service(f"consumer-{res.name}", [sys.executable, "consumer.py", "--port", str(port)],
                                 env, services.log_dir, port=port)
         self.counter: TopicCounter | None = None
-        self._bootstrap = services.bootstrap
+        self._bootstrap = bootstrap
         self.lifetime: dict[str, int] = {}
         self.started_at = 0.0
 
