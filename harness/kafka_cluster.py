@@ -48,7 +48,7 @@ from kafka.partitioner.default import murmur2
 from harness import procs
 from harness.kafka_broker import DEFAULT_VERSION, JVM_OPTS, VIDEO_CONFIG, _cluster_id
 from harness.kafka_jars import fetch_kafka, write_log4j2_config
-from harness.ports import free_port
+from harness.ports import free_port, port_open
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,9 @@ class KafkaCluster:
             if not node.is_running():
                 self._launch(node, libs)
         try:
+            # Ports first: a client bootstrapped before a JVM listens logs a burst of ECONNREFUSED.
+            self._wait(lambda: all(port_open("127.0.0.1", n.port) for n in self.nodes.values()),
+                       "open its client port")
             self._wait(lambda: len(self.live_brokers()) == self.n, "form with all nodes live")
         except BaseException:
             self.close_processes()
@@ -225,6 +228,7 @@ class KafkaCluster:
         if node.is_running():
             return
         self._launch(node, fetch_kafka(self.version))
+        self._wait(lambda: port_open("127.0.0.1", node.port), "open its client port", node)
         self._wait(lambda: node_id in self.live_brokers(), f"list node {node_id} alive again", node)
 
     def _wait(self, ready: Callable[[], bool], what: str, only: ClusterNode | None = None) -> None:
@@ -254,7 +258,9 @@ class KafkaCluster:
         """A kafka-python admin client bootstrapped from the nodes running now."""
         from kafka import KafkaAdminClient  # late: importing the harness should not need a broker
 
-        servers = [n.bootstrap for n in self.nodes.values() if n.is_running()]
+        running = [n for n in self.nodes.values() if n.is_running()]
+        listening = [n.bootstrap for n in running if port_open("127.0.0.1", n.port)]
+        servers = listening or [n.bootstrap for n in running]
         if not servers:
             raise RuntimeError("no node of the cluster is running")
         client = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=timeout_ms,
