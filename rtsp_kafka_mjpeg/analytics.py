@@ -53,6 +53,7 @@ COMMIT_EVERY_S = 1.0
 LAG_EVERY_S = 1.0
 MAX_POLL_RECORDS = 50  # a poll's worth of a slow processor must stay well within a rebalance
 FLUSH_TIMEOUT_S = 5.0
+CATCH_UP_POLLS, CATCH_UP_WAIT_MS = 3, 10
 
 
 def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -151,6 +152,7 @@ class AnalyticsWorker:
         self._next_lag = self._next_commit = 0.0
         self._committed: dict[Any, int] = {}  # partition -> offset last sent to be committed
         self.assigned: frozenset[Any] = frozenset()
+        self._unannounced: set[Any] = set()  # assigned, start offset not yet logged
         self.lag_total = 0
         self.producer = (producer_factory or (lambda: KafkaProducer(**producer_config(settings))))()
         self.consumer = (consumer_factory or (lambda: KafkaConsumer(**consumer_config(settings))))()
@@ -160,6 +162,7 @@ class AnalyticsWorker:
 
     def partitions_assigned(self, assigned: Any) -> None:
         self.assigned = frozenset(assigned)
+        self._unannounced = set(assigned)
         self.metrics.rebalances.inc()
         self.metrics.assigned.set(len(self.assigned))
         log.info("assigned partitions %s of %s", sorted(tp.partition for tp in self.assigned), self.settings.topic)
@@ -196,11 +199,44 @@ class AnalyticsWorker:
                 self.warnings.warn("poll", f"polling {self.settings.topic} failed: {type(err).__name__}: {err}")
                 self.stop.wait(0.5)
                 continue
+            if self._unannounced:
+                self._announce(batches)
+            if batches and self._newest:
+                self._catch_up(batches)
             if batches:
                 self._handle(batches)
             self._retry_failed()
             self._tick(between_polls=True)
         self._shutdown()
+
+    def _announce(self, batches: dict[Any, list[Any]]) -> None:
+        """Log where each newly assigned partition is read from, once its offset is known (committed,
+        or the end for a new group): from that line on, every frame published is processed."""
+        tps, self._unannounced = self._unannounced, set()
+        starts = {}
+        for tp in sorted(tps & self.consumer.assignment()):
+            if batches.get(tp):
+                starts[tp.partition] = batches[tp][0].offset
+                continue
+            try:
+                starts[tp.partition] = self.consumer.position(tp, timeout_ms=5000)
+            except KafkaError as err:
+                self.warnings.warn("position", f"no start offset for {tp}: {type(err).__name__}: {err}")
+        if starts:
+            log.info("reading %s from offsets %s", self.settings.topic,
+                     ", ".join(f"{p}@{o}" for p, o in starts.items()))
+
+    def _catch_up(self, batches: dict[Any, list[Any]]) -> None:
+        """`newest`: what poll() returned may have been fetched while the last frame was processed,
+        with newer frames on the brokers since; kafka-python fetches a partition again only once its
+        buffered records are taken. Short polls until nothing more comes pick those up: a few ms
+        spent so that the newest frame is processed, not one up to a processing time old."""
+        for _ in range(CATCH_UP_POLLS):
+            more = self.consumer.poll(timeout_ms=CATCH_UP_WAIT_MS)
+            if not more:
+                return
+            for tp, records in more.items():
+                batches.setdefault(tp, []).extend(records)
 
     def _handle(self, batches: dict[Any, list[Any]]) -> None:
         todo: list[tuple[Any, Any, Frame]] = []
