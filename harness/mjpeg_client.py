@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import threading
 import time
+from itertools import pairwise
 from urllib.parse import urlsplit
 
 
@@ -155,3 +157,70 @@ class MjpegViewer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class BackgroundViewer:
+    """One MJPEG viewer connection read in a background thread for as long as a test runs.
+
+    Keeps every part with its arrival time and notes when the server closed the socket, so a test
+    can tell "the same connection carried frames again" from "a new connection did", and measure
+    the longest wait between frames around an event.
+    """
+
+    def __init__(self, url: str, name: str = "viewer") -> None:
+        self.name = name
+        self.viewer = MjpegViewer(url)
+        self.closed_ns: int | None = None
+        self._parts: list[Part] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"viewer-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sock = self.viewer.sock
+        sock.settimeout(0.5)
+        while not self._stop.is_set():
+            try:
+                data = sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self.closed_ns = time.time_ns()
+                return
+            parts = self.viewer.on_data(data)
+            with self._lock:
+                self._parts.extend(parts)
+
+    @property
+    def parts(self) -> list[Part]:
+        with self._lock:
+            return list(self._parts)
+
+    def first_captured_after(self, ts_ns: int) -> Part | None:
+        return next((p for p in self.parts if p.capture_ts_ns > ts_ns), None)
+
+    def wait_captured_after(self, ts_ns: int, timeout: float) -> Part | None:
+        """The first part captured after `ts_ns`, waiting up to `timeout` s for it (None: none came)."""
+        deadline = time.monotonic() + timeout
+        while (part := self.first_captured_after(ts_ns)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return part
+
+    def streaming_since(self, ts_ns: int, span_s: float = 2.0) -> bool:
+        """Frames captured after `ts_ns` have arrived, spanning `span_s` of capture time."""
+        after = [p.capture_ts_ns for p in self.parts if p.capture_ts_ns > ts_ns]
+        return bool(after) and after[-1] - after[0] >= span_s * 1e9
+
+    def gap_s(self, since_ns: int) -> float:
+        """The longest wait between two frames arriving, from shortly (2 s) before `since_ns` on."""
+        arrivals = [p.received_ns for p in self.parts if p.received_ns >= since_ns - 2 * 10**9]
+        return round(max((b - a for a, b in pairwise(arrivals)), default=0) / 1e9, 2)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.viewer.close()
+

@@ -45,7 +45,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from harness import procs
 from harness.kafka_cluster import KafkaCluster
-from harness.mjpeg_client import MjpegViewer, Part
+from harness.mjpeg_client import BackgroundViewer
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
 
@@ -74,57 +74,6 @@ def record(name: str, figures: dict[str, Any]) -> None:
     tmp = FIGURES.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(FIGURES)
-
-
-class Recorder:
-    """One viewer's connection, read in a background thread: every part with its arrival time,
-    and when the server closed it (None while open)."""
-
-    def __init__(self, url: str, name: str) -> None:
-        self.name = name
-        self.viewer = MjpegViewer(url)
-        self.closed_ns: int | None = None
-        self._parts: list[Part] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"viewer-{name}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        self.viewer.sock.settimeout(0.5)
-        while not self._stop.is_set():
-            try:
-                data = self.viewer.sock.recv(1 << 20)
-            except TimeoutError:
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                self.closed_ns = time.time_ns()
-                return
-            parts = self.viewer.on_data(data)
-            with self._lock:
-                self._parts.extend(parts)
-
-    @property
-    def parts(self) -> list[Part]:
-        with self._lock:
-            return list(self._parts)
-
-    def streaming_since(self, ts_ns: int, span_s: float = 2.0) -> bool:
-        """Frames captured after `ts_ns` have arrived, spanning `span_s` of capture time."""
-        after = [p.capture_ts_ns for p in self.parts if p.capture_ts_ns > ts_ns]
-        return bool(after) and after[-1] - after[0] >= span_s * 1e9
-
-    def gap_s(self, since_ns: int) -> float:
-        """The longest wait between two frames arriving, from shortly before `since_ns` on."""
-        arrivals = [p.received_ns for p in self.parts if p.received_ns >= since_ns - 2 * 10**9]
-        return round(max((b - a for a, b in pairwise(arrivals)), default=0) / 1e9, 2)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.viewer.close()
 
 
 class Tap:
@@ -173,7 +122,7 @@ class Stack:
     partitions: dict[str, int]  # camera id -> its partition
     metrics: dict[str, str]  # camera id -> its producer's /metrics URL
     consumers: list[App]
-    recorders: list[Recorder]
+    recorders: list[BackgroundViewer]
     tap: Tap
 
     def logs(self) -> str:
@@ -248,7 +197,7 @@ def stack(cluster: KafkaCluster, camera: RtspCamera, log_dir: Path) -> Iterator[
         return (start(f"producer-{camera_id}", "producer.py", env, "--source", camera.url, "--camera-id", camera_id),
                 f"http://127.0.0.1:{port}/metrics")
 
-    recorders: list[Recorder] = []
+    recorders: list[BackgroundViewer] = []
     taps: list[Tap] = []
     try:
         first, first_metrics = start_producer("cam-a")
@@ -268,7 +217,7 @@ def stack(cluster: KafkaCluster, camera: RtspCamera, log_dir: Path) -> Iterator[
                 url = f"{consumer.url}/video_feed?camera={cam}"
                 assert wait_for(lambda u=url: len(read_parts(u, 1, 5)) == 1, 60), \
                     f"no {cam} frames at {consumer.url}:\n{consumer.log()}\n{cams[cam].log()}"
-                recorders.append(Recorder(url, f"{cam}@consumer{len(recorders) // 2}"))
+                recorders.append(BackgroundViewer(url, f"{cam}@consumer{len(recorders) // 2}"))
         assert wait_for(lambda: all(len(r.parts) >= FPS for r in recorders), 30), "viewers got no frames"
         partitions = {c: cluster.partition_for_key(topic, c) for c in cams}
         taps.append(Tap(cluster.bootstrap, topic, set(partitions.values())))

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +24,7 @@ from playwright.sync_api import Page
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.kafka_broker import KafkaBroker
-from harness.mjpeg_client import MjpegViewer, Part
+from harness.mjpeg_client import BackgroundViewer, Part
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
 
@@ -91,57 +90,6 @@ def grown(before: dict[str, float], after: dict[str, float], prefix: str) -> flo
     return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefix))
 
 
-class StreamRecorder:
-    """One MJPEG viewer connection, read in a background thread for as long as the test runs.
-
-    Keeps every part (with its arrival time) and notes when the server closed the socket, so a
-    test can tell "the same connection carried frames again" from "a new connection did".
-    """
-
-    def __init__(self, url: str) -> None:
-        self.viewer = MjpegViewer(url)
-        self.closed_ns: int | None = None
-        self._parts: list[Part] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stream-recorder", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        sock = self.viewer.sock
-        sock.settimeout(0.5)
-        while not self._stop.is_set():
-            try:
-                data = sock.recv(1 << 20)
-            except TimeoutError:
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                self.closed_ns = time.time_ns()
-                return
-            parts = self.viewer.on_data(data)
-            with self._lock:
-                self._parts.extend(parts)
-
-    @property
-    def parts(self) -> list[Part]:
-        with self._lock:
-            return list(self._parts)
-
-    def first_captured_after(self, ts_ns: int) -> Part | None:
-        return next((p for p in self.parts if p.capture_ts_ns > ts_ns), None)
-
-    def wait_captured_after(self, ts_ns: int, timeout: float) -> Part | None:
-        wait_for(lambda: self.first_captured_after(ts_ns) is not None, timeout, 0.02)
-        return self.first_captured_after(ts_ns)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.viewer.close()
-
-
 def sequences(parts: list[Part]) -> list[int]:
     return [int(p.headers["x-sequence"]) for p in parts]
 
@@ -166,8 +114,8 @@ class Checks:
 
 
 @pytest.fixture
-def recorders() -> Iterator[list[StreamRecorder]]:
-    opened: list[StreamRecorder] = []
+def recorders() -> Iterator[list[BackgroundViewer]]:
+    opened: list[BackgroundViewer] = []
     yield opened
     for recorder in opened:
         recorder.close()
@@ -193,12 +141,12 @@ def wait_streaming(consumer: App, producer: App, camera_id: str = "door") -> Non
 
 
 def watched_stack(env: dict[str, str], cam: RtspCamera, start_app: Any,
-                  recorders: list[StreamRecorder]) -> tuple[App, App, StreamRecorder]:
+                  recorders: list[BackgroundViewer]) -> tuple[App, App, BackgroundViewer]:
     """Producer + consumer on `cam`, and a viewer already receiving frames."""
     producer = start_app("producer.py", env, "--source", cam.url, "--camera-id", "door")
     consumer = start_app("consumer.py", env)
     wait_streaming(consumer, producer)
-    recorder = StreamRecorder(f"{consumer.url}/video_feed?camera=door")
+    recorder = BackgroundViewer(f"{consumer.url}/video_feed?camera=door")
     recorders.append(recorder)
     assert wait_for(lambda: len(recorder.parts) >= 10, 15), "viewer got no frames before the fault"
     return producer, consumer, recorder
@@ -387,7 +335,7 @@ def test_a_broker_crash_is_ridden_out_with_bounded_memory_and_the_open_stream_re
     consumer = start_app("consumer.py", env)
     wait_streaming(consumer, producer)
     assert http_status(f"{consumer.url}/healthz") == 200
-    recorder = StreamRecorder(f"{consumer.url}/video_feed?camera=door")
+    recorder = BackgroundViewer(f"{consumer.url}/video_feed?camera=door")
     recorders.append(recorder)
     assert wait_for(lambda: len(recorder.parts) >= 20, 15), "viewer got no frames before the crash"
     proc = psutil.Process(producer.proc.pid)
