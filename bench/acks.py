@@ -2,9 +2,10 @@
 ``KAFKA_ACKS=1`` and ``KAFKA_ACKS=all`` on a three-node KRaft cluster (replication factor 3,
 ``min.insync.replicas=2``), same camera, same cluster.
 
-The two settings take turns in short windows (1, all, 1, all, ...) instead of one long window
-each, so the shared machine's noise falls on both alike; each window has a fresh producer,
-consumer and topic. With acks=all the leader answers only once both followers have fetched the
+The two settings take turns in short windows (1, all, all, 1, 1, all, ...: the order flips each
+round, and one unmeasured window warms the brokers first) instead of one long window each, so
+the shared machine's noise and the brokers' warm-up fall on both alike; each window has a fresh
+producer, consumer and topic. With acks=all the leader answers only once both followers have fetched the
 frame: one more broker round-trip before the consumer may read it (a consumer reads only up to
 the high watermark, which waits for the in-sync followers whatever the producer's acks).
 """
@@ -37,8 +38,8 @@ def acks_cost(ctx: Context, res: Resolution) -> dict[str, Any]:
     camera = ctx.services.camera(res)
     with KafkaCluster(n=3, session_timeout_ms=9000, heartbeat_interval_ms=2000) as cluster:
         cluster.start()
-        for turn in range(plan.acks_rounds):
-            for acks in SETTINGS:
+        for turn in range(-1, plan.acks_rounds):  # turn -1: warm-up, not measured
+            for acks in (SETTINGS if turn % 2 == 0 else SETTINGS[::-1])[: 1 if turn < 0 else None]:
                 stack = Stack(ctx.services, res, camera, cluster.bootstrap, KAFKA_ACKS=acks,
                               KAFKA_REPLICATION_FACTOR="3")
                 try:
@@ -54,6 +55,8 @@ def acks_cost(ctx: Context, res: Resolution) -> dict[str, Any]:
                 finally:
                     stack.stop()
                 ms = [(p[0] - p[1]) / 1e6 for p in parts if p[1] > 0]
+                if turn < 0:
+                    continue
                 latencies[acks].extend(ms)
                 fps[acks].append(len(parts) / ((end_ns - start_ns) / 1e9))
                 log.info("acks=%s turn %d: p50 %.1f ms, p99 %.1f ms over %d frames", acks, turn,

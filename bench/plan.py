@@ -57,7 +57,7 @@ class Plan:
     profile_s: float = 20.0
     profile_res: str = "1080p30"
     acks_res: str = "1080p30"  # the figure: acks=1 vs acks=all at 1080p30
-    acks_rounds: int = 3  # alternating 1/all windows each
+    acks_rounds: int = 4  # rounds of one acks=1 and one acks=all window, order flipped each round
     acks_s: float = 20.0
 
     def edge(self, window_s: float) -> float:
