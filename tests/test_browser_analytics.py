@@ -213,3 +213,31 @@ def http_get(port: int, path: str) -> tuple[int, str]:
     finally:
         conn.close()
 
+
+
+def test_a_real_motion_worker_boxes_the_moving_camera_and_not_the_still_one(kafka, camera, topic, start_app,
+                                                                          browser_page, producer) -> None:
+    """End to end: producer.py on the live test pattern (a moving ball and a running clock), a
+    camera whose picture never changes, worker.py --processor motion in its own group, consumer.py
+    and Chromium."""
+    results_topic = f"events-{uuid.uuid4().hex[:10]}"
+    env = app_env(kafka.bootstrap, topic, KAFKA_RESULTS_TOPIC=results_topic)
+    start_app("producer.py", env, "--source", camera.url, "--camera-id", "moving")
+    still = Feeder(producer, topic, results_topic, still_camera="still", analysed_camera="unused")  # frames only
+    try:
+        start_app("worker.py", {**env, "WORKER_GROUP_ID": f"motion-{uuid.uuid4().hex[:8]}"}, "--processor", "motion")
+        consumer = start_app("consumer.py", env)
+        page = browser_page
+        page.goto(f"{consumer.url}/", wait_until="commit")
+        page.wait_for_function("""() => {
+            const m = document.querySelector('[data-camera="moving"]');
+            const s = document.querySelector('[data-camera="still"]');
+            return m && s && m.dataset.analytics === 'live' && s.dataset.analytics === 'live'
+                && Number(m.querySelector('svg.boxes').dataset.boxes) > 0 }""", timeout=40000)
+        moving = page.eval_on_selector('[data-camera="moving"]', TILE_STATE)
+        still_tile = page.eval_on_selector('[data-camera="still"]', TILE_STATE)
+        assert moving["rects"] and moving["text"].startswith("motion ") and moving["text"] != "motion 0.0%", moving
+        assert still_tile == {"analytics": "live", "text": "motion 0.0%", "boxes": "0", "rects": []}, still_tile
+        page.screenshot(path=str(SCREENSHOTS / "index-motion-worker.png"))
+    finally:
+        still.close()
