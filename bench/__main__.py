@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import acks, report, scenarios
+from . import acks, report, scenarios, worker
 from .plan import OPTIONAL_SCENARIOS, PRESETS, RESOLUTIONS, SCENARIOS, Plan
 from .services import RESULTS_DIR, Services
 
@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--profile", action="store_true", help="also run the py-spy profile scenario")
     parser.add_argument("--acks", action="store_true",
                         help="also run acks=1 vs acks=all on a 3-node cluster (the acks scenario)")
+    parser.add_argument("--worker", action="store_true",
+                        help="also run the analytics worker's figures at 720p30 (the worker scenario)")
     parser.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
     parser.add_argument("--log-level", default="INFO")
@@ -70,13 +72,15 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "profile")
     if args.acks and "acks" not in changes.get("scenarios", plan.scenarios):
         changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "acks")
+    if args.worker and "worker" not in changes.get("scenarios", plan.scenarios):
+        changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "worker")
     if args.resolutions:
         changes["resolutions"] = args.resolutions
     if args.fanout_levels:
         changes["fanout_levels"] = args.fanout_levels
     if args.window:
         changes.update(pipeline_s=args.window, fanout_s=args.window, slow_s=args.window, share_s=args.window,
-                       baseline_latency_s=args.window, profile_s=args.window)
+                       baseline_latency_s=args.window, profile_s=args.window, worker_s=args.window)
     return dataclasses.replace(plan, **changes), args
 
 
@@ -101,6 +105,8 @@ def tasks(plan: Plan) -> list[Task]:
             out.append((name, "profile", scenarios.profile))
         if name == plan.acks_res and "acks" in want:
             out.append((name, "acks", acks.acks_cost))
+        if name == plan.worker_res and "worker" in want:
+            out.append((name, "worker", worker.worker_bench))
         if name == plan.baseline_latency_res and "baseline" in want:
             if "pipeline" in want and name not in plan.resolutions:  # ours' side of the comparison
                 out.append((name, f"pipeline:{name}", scenarios.pipeline))

@@ -119,7 +119,34 @@ def evaluate(results: dict[str, Any], errors: dict[str, str]) -> list[dict[str, 
                           f"ours p50 {num(o['growth_ms'], '{:+.1f}')} ms; {tut_text}", o["flat"], "ours flat"))
     else:
         goals.append(goal("flat latency where the tutorial's grows", "-", None, "", err("baseline:latency")))
+    if "worker" in results or err("worker"):  # optional: its goals only when it ran
+        goals.extend(worker_goals(results.get("worker") or {}, err("worker")))
     return goals
+
+
+WORKER_LATENCY = {"results topic": (30.0, 100.0), "/api/events": (40.0, 110.0)}  # p50, p99 goals in ms
+
+
+def worker_goals(w: dict[str, Any], error: str | None) -> list[dict[str, Any]]:
+    """Issue 11's measured goals: CPU vs its floor, four cameras on one core, capture -> result."""
+    res = w.get("resolution", "720p30")
+    ratio = w.get("cpu_vs_floor")
+    out = [goal(f"worker CPU/frame <= 1.3x its floor (motion @{res})", num(ratio, suffix="x"),
+                None if ratio is None else ratio <= 1.3, "<= 1.3x", error if ratio is None else None)]
+    four = w.get("four_cameras") or {}
+    share = four.get("processed_share")
+    out.append(goal(f"{four.get('cameras', 4)} x {res} on one core: frames processed (every)",
+                    num(share, "{:.3f}"), None if share is None else share >= 0.98, ">= 0.98",
+                    error if share is None else None))
+    one = w.get("one_camera") or {}
+    for label, key in (("results topic", "results_topic_ms"), ("/api/events", "events_ms")):
+        lat = one.get(key) or {}
+        p50, p99 = lat.get("p50"), lat.get("p99")
+        g50, g99 = WORKER_LATENCY[label]
+        ok = None if p50 is None or p99 is None else p50 <= g50 and p99 <= g99
+        out.append(goal(f"capture -> result on {label} @{res}: p50 / p99", f"{ms(p50)} / {ms(p99)}", ok,
+                        f"p50 <= {g50:.0f} ms, p99 <= {g99:.0f} ms", error if ok is None else None))
+    return out
 
 
 SHORT_THREAD = {
@@ -209,6 +236,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         diff = ack["all_minus_1_ms"]
         add("acks", f"{ack['resolution']} acks=all minus acks=1, p50 / p99",
             f"{ms(diff['p50'])} / {ms(diff['p99'])}", "", "", "")
+    out.extend(worker_rows(results.get("worker") or {}))
     share = get(results, "baseline", "share")
     if share:
         o, tu = share["ours"], share["tutorial"]
@@ -253,6 +281,52 @@ def rows(results: dict[str, Any]) -> list[Row]:
     return out
 
 
+def worker_rows(w: dict[str, Any]) -> list[Row]:
+    """The analytics worker's figures (bench.worker), when that scenario ran."""
+    out: list[Row] = []
+    if not w:
+        return out
+    res, one, four, fl = w["resolution"], w.get("one_camera") or {}, w.get("four_cameras") or {}, w.get("floor")
+
+    def add(*cells: object) -> None:
+        out.append(tuple(str(c) for c in cells))  # type: ignore[arg-type]
+
+    if fl:
+        add("worker", f"{res} floor: decode {fl['decode_flag']} + {fl['processor']}, 1 core, CPU/frame",
+            f"{fl['cpu_s_per_frame'] * 1e3:.2f} ms (dec {fl['decode_cpu_s_per_frame'] * 1e3:.2f} + "
+            f"{fl['processor']} {fl['processor_cpu_s_per_frame'] * 1e3:.2f})", "", "", "")
+    if one:
+        per_frame, ratio = one.get("worker_cpu_s_per_frame"), w.get("cpu_vs_floor")
+        add("worker", f"{res} worker.py CPU/processed frame vs floor (1 camera, unpinned)",
+            f"{num(ratio, suffix='x')} ({num(per_frame and per_frame * 1e3, suffix=' ms')}, "
+            f"{num(one.get('worker_cpu_pct'), '{:.0f}', '%')} of a core)", "", "<= 1.3x",
+            pass_fail(None if ratio is None else ratio <= 1.3))
+        add("worker", f"{res} 1 camera: processed / published (machine busy)",
+            f"{num(one.get('processed_share'), '{:.3f}')} ({one.get('processed', 0):.0f}/{one.get('published', 0)}, "
+            f"{num(one.get('machine_busy_pct'), '{:.0f}', '%')} of all cores)", "", "", "")
+        for label, key in (("results topic", "results_topic_ms"), ("/api/events", "events_ms")):
+            lat = one.get(key) or {}
+            g50, g99 = WORKER_LATENCY[label]
+            ok = None if lat.get("p50") is None else lat["p50"] <= g50 and lat["p99"] <= g99
+            add("worker", f"{res} capture->result on {label} p50/p99/max",
+                f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} / {ms(lat.get('max'))} (n={lat.get('n', 0)})", "",
+                f"p50<={g50:.0f}, p99<={g99:.0f}", pass_fail(ok))
+        hist = one.get("worker_capture_to_ack_ms") or {}
+        add("worker", f"{res} of which capture->result acked (worker's histogram) p50/p99",
+            f"{ms(hist.get('p50'))} / {ms(hist.get('p99'))}", "", "", "")
+    if four:
+        share, pub = four.get("processed_share"), four.get("publisher") or {}
+        add("worker", f"{four['cameras']} x {res} cameras, worker on CPU {four['pinned_cpu']}: processed / published",
+            f"{num(share, '{:.3f}')} ({four['processed']:.0f}/{four['published']}, lag at end {four['lag_end']:.0f})",
+            "", ">= 0.98", pass_fail(None if share is None else share >= 0.98))
+        add("worker", f"{four['cameras']} x {res}: published fps/camera, worker CPU, CPU/frame vs floor",
+            f"{four['published_fps_per_camera']:.1f} (late ticks {pub.get('late_ticks', '-')}), "
+            f"{num(four.get('worker_cpu_pct'), '{:.0f}', '%')} of its core, "
+            f"{num(four.get('cpu_vs_floor'), suffix='x')} (machine {num(four.get('machine_busy_pct'), '{:.0f}', '%')})",
+            "", "", "")
+    return out
+
+
 def pass_fail(ok: bool | None) -> str:
     return "" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -280,6 +354,17 @@ Notes
   window; ours and the tutorial's run at the same time on the same camera and broker.
 """
 
+WORKER_NOTES = """\
+- Worker (motion, lag policy every): floor = cv2.imdecode with the processor's flag + the
+  processor, in a child pinned to one CPU, over JPEGs recorded from the 720p30 topic; worker CPU
+  = psutil user+system of worker.py over the window / worker_frames_processed over the same
+  window. Capture -> result: arrival at a plain KafkaConsumer of the results topic, or of the
+  `data:` line at an /api/events client of consumer.py, minus the result's capture_ts_ns. Four
+  cameras: the recorded JPEGs published at the source fps per camera id by a publisher process on
+  the other CPU(s), the worker pinned (taskset) to one CPU; share = frames processed / records
+  that entered the topic over the same window.
+"""
+
 
 def render(results: dict[str, Any], goals: list[dict[str, Any]]) -> str:
     table = [("scenario", "metric", "ours", "tutorial", "goal", "result"), *rows(results)]
@@ -297,7 +382,7 @@ def render(results: dict[str, Any], goals: list[dict[str, Any]]) -> str:
     errors = results.get("errors") or {}
     if errors:
         out += ["", "Errors"] + [f"  {k}: {v}" for k, v in errors.items()]
-    out += ["", NOTES]
+    out += ["", NOTES + (WORKER_NOTES if results.get("worker") else "")]
     return "\n".join(out)
 
 
