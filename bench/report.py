@@ -301,6 +301,9 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
             f"{num(ratio, suffix='x')} ({num(per_frame and per_frame * 1e3, suffix=' ms')}, "
             f"{num(one.get('worker_cpu_pct'), '{:.0f}', '%')} of a core)", "", "<= 1.3x",
             pass_fail(None if ratio is None else ratio <= 1.3))
+        kafka = one.get("kafka_consumer_cpu_s_per_frame")
+        add("worker", f"{res} of which a bare kafka-python KafkaConsumer fetching the same topic, CPU/frame",
+            num(kafka and kafka * 1e3, suffix=" ms"), "", "", "")
         add("worker", f"{res} 1 camera: processed / published (machine busy)",
             f"{num(one.get('processed_share'), '{:.3f}')} ({one.get('processed', 0):.0f}/{one.get('published', 0)}, "
             f"{num(one.get('machine_busy_pct'), '{:.0f}', '%')} of all cores)", "", "", "")
@@ -323,6 +326,9 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
             f"{four['published_fps_per_camera']:.1f} (late ticks {pub.get('late_ticks', '-')}), "
             f"{num(four.get('worker_cpu_pct'), '{:.0f}', '%')} of its core, "
             f"{num(four.get('cpu_vs_floor'), suffix='x')} (machine {num(four.get('machine_busy_pct'), '{:.0f}', '%')})",
+            "", "", "")
+        add("worker", f"{four['cameras']} x {res}: worker runnable but waiting for its CPU (run queue)",
+            num(four.get("waited_for_cpu_pct"), "{:.0f}", "% of the window"),
             "", "", "")
     return out
 

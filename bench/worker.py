@@ -165,6 +165,36 @@ def publish(frames_dir: Path, bootstrap: str, topic: str, cameras: int, fps: int
             "cameras": cameras, "fps": fps}
 
 
+def drain(bootstrap: str, topic: str, seconds: float) -> dict[str, Any]:
+    """kafka-python alone: a KafkaConsumer fetching the frames topic as the worker does (records of
+    up to 50 per poll, 100 ms fetch wait), nothing done with them; CPU of the process per record.
+    The part of the worker's CPU that is the Kafka client's, before any decode."""
+    from kafka import KafkaConsumer as Consumer
+
+    consumer = Consumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="bench-drain",
+                        max_poll_records=50, fetch_max_wait_ms=100, max_partition_fetch_bytes=16 * 1024 * 1024,
+                        metrics_enabled=False)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(tps)
+    consumer.seek_to_end(*tps)
+    warm_until = time.monotonic() + 1.0
+    start_cpu = start = 0.0
+    records = 0
+    while True:
+        got = sum(len(r) for r in consumer.poll(timeout_ms=200).values())
+        now = time.monotonic()
+        if not start and now >= warm_until:
+            start_cpu, start, records = time.process_time(), now, 0
+        elif start:
+            records += got
+            if now - start >= seconds:
+                break
+    cpu = time.process_time() - start_cpu
+    consumer.close()
+    return {"records": records, "seconds": time.monotonic() - start,
+            "cpu_s_per_record": cpu / records if records else None}
+
+
 def child(argv: list[str], timeout: float) -> dict[str, Any]:
     from harness.sealed_env import sealed_environ
 
@@ -322,6 +352,18 @@ def record(bootstrap: str, topic: str, frames: int, frames_dir: Path, timeout: f
     return {"frames": got, **size}
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's threads have spent runnable but waiting for a CPU (schedstat field 2):
+    the share of a window a worker wanted its core and another process had it."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 class WorkerProbe:
     """What the parent reads of a worker at a window's edges: CPU of its tree and its /metrics."""
 
@@ -331,7 +373,7 @@ class WorkerProbe:
 
     def snap(self) -> dict[str, Any]:
         return {"t_ns": time.time_ns(), "cpu": self.tree.cpu(), "metrics": http_text(f"{self.service.url}/metrics"),
-                "machine": machine_times()}
+                "machine": machine_times(), "waited_s": runqueue_wait_s(self.service.pid)}
 
 
 def window_figures(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -356,6 +398,7 @@ def window_figures(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
         "lag_end": metric_sum(after["metrics"], "worker_consumer_lag_records"),
         "worker_capture_to_ack_ms": hist,
         "machine_busy_pct": 100.0 * busy / total if total > 0 else 0.0,
+        "waited_for_cpu_pct": 100.0 * (after["waited_s"] - before["waited_s"]) / seconds if seconds else None,
     }
 
 
@@ -387,6 +430,13 @@ def one_camera(ctx: Context, res: Resolution, frames_dir: Path) -> dict[str, Any
         before, count_before = probe.snap(), stack.counter.count()
         time.sleep(plan.worker_s)  # the measurement window
         after, count_after = probe.snap(), stack.counter.count()
+        for c in collectors:
+            c.stop()
+        worker.stop()
+        worker = None
+        # the Kafka client's share: the same topic fetched by a bare KafkaConsumer, worker stopped
+        kafka_only = child(["drain", "--bootstrap", bootstrap, "--topic", stack.topic, "--seconds",
+                            str(min(10.0, plan.worker_s))], timeout=plan.worker_s + 60)
     finally:
         for c in collectors:
             c.stop()
@@ -402,6 +452,7 @@ def one_camera(ctx: Context, res: Resolution, frames_dir: Path) -> dict[str, Any
         results_topic_ms=latency_ms(results.samples, before["t_ns"], after["t_ns"]),
         events_ms=latency_ms(sse.samples, before["t_ns"], after["t_ns"]),
         events_error=sse.error,
+        kafka_consumer_cpu_s_per_frame=kafka_only["cpu_s_per_record"],
     )
     return fig
 
@@ -479,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--processor", default=PROCESSOR)
     fl.add_argument("--fps", type=int, default=30)
     fl.add_argument("--rounds", type=int, default=2)
+    dr = sub.add_parser("drain", help="kafka-python's CPU per record fetched, nothing else")
+    dr.add_argument("--bootstrap", required=True)
+    dr.add_argument("--topic", required=True)
+    dr.add_argument("--seconds", type=float, default=10.0)
     pub = sub.add_parser("publish", help="recorded JPEGs as N live cameras")
     pub.add_argument("frames_dir", type=Path)
     pub.add_argument("--bootstrap", required=True)
@@ -491,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "floor":
         out = measure_floor(args.frames_dir, args.processor, args.fps, args.rounds)
+    elif args.cmd == "drain":
+        out = drain(args.bootstrap, args.topic, args.seconds)
     else:
         out = publish(args.frames_dir, args.bootstrap, args.topic, args.cameras, args.fps, args.seconds,
                       args.width, args.height)
