@@ -16,7 +16,7 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
-COPY producer.py consumer.py ./
+COPY producer.py consumer.py worker.py ./
 COPY rtsp_kafka_mjpeg/ ./rtsp_kafka_mjpeg/
 
 # The code stays root-owned and read-only to the process that runs it.

@@ -24,14 +24,14 @@ from compose_file import (
 from dotenv import dotenv_values
 
 from harness.kafka_broker import DEFAULT_VERSION
-from rtsp_kafka_mjpeg.settings import ConsumerSettings, ProducerSettings, resolve
+from rtsp_kafka_mjpeg.settings import ConsumerSettings, ProducerSettings, WorkerSettings, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = load()
 SERVICES: dict[str, Any] = COMPOSE["services"]
 CONFIG = dotenv_values(ROOT / "config.env")
-APPS = {"producer": ProducerSettings, "consumer": ConsumerSettings}
+APPS = {"producer": ProducerSettings, "consumer": ConsumerSettings, "worker": WorkerSettings}
 MEDIAMTX = yaml.safe_load((ROOT / "docker" / "mediamtx.yml").read_text())
 APP_IMAGE = SERVICES["consumer"]["image"]
 
@@ -85,8 +85,10 @@ def mediamtx_release_keys(version: str) -> dict[str, set[str]]:
 # --- the services -------------------------------------------------------------------------------
 
 
-def test_the_stack_is_kafka_a_camera_a_producer_and_a_consumer() -> None:
-    assert set(enabled_services(COMPOSE)) == {"kafka", "camera", "producer", "consumer"}
+def test_the_stack_is_kafka_a_camera_a_producer_a_consumer_and_a_motion_worker() -> None:
+    assert set(enabled_services(COMPOSE)) == {"kafka", "camera", "producer", "consumer", "worker"}
+    assert environment(SERVICES["worker"])["WORKER_PROCESSOR"] == "motion"
+    assert SERVICES["worker"]["image"] == SERVICES["producer"]["image"] and SERVICES["worker"]["pull_policy"] == "never"
 
 
 def test_the_cluster_profile_adds_three_brokers_and_nothing_else() -> None:
@@ -319,8 +321,8 @@ def test_the_image_runs_on_built_in_defaults_without_config_env(
 def test_the_image_copies_the_app_but_never_config_env() -> None:
     steps = dockerfile_steps()
     copied = " ".join(args for op, args in steps if op in {"COPY", "ADD"})
-    for needed in ("requirements.txt", "producer.py", "consumer.py", "rtsp_kafka_mjpeg"):
-        assert needed in copied
+    for needed in ("requirements.txt", *(f"{service}.py" for service in APPS), "rtsp_kafka_mjpeg"):
+        assert needed in copied, needed
     assert "config.env" not in copied
     assert not any(op in {"COPY", "ADD"} and args.split()[0] == "." for op, args in steps)
     assert any(op == "RUN" and "pip install -r requirements.txt" in args for op, args in steps)
