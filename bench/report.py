@@ -306,7 +306,8 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
             num(kafka and kafka * 1e3, suffix=" ms"), "", "", "")
         add("worker", f"{res} 1 camera: processed / published (machine busy)",
             f"{num(one.get('processed_share'), '{:.3f}')} ({one.get('processed', 0):.0f}/{one.get('published', 0)}, "
-            f"{num(one.get('machine_busy_pct'), '{:.0f}', '%')} of all cores)", "", "", "")
+            f"{num(one.get('machine_busy_pct'), '{:.0f}', '%')} of all cores, worker waited for a CPU "
+            f"{num(one.get('waited_for_cpu_pct'), '{:.0f}', '%')})", "", "", "")
         for label, key in (("results topic", "results_topic_ms"), ("/api/events", "events_ms")):
             lat = one.get(key) or {}
             g50, g99 = WORKER_LATENCY[label]
@@ -314,9 +315,11 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
             add("worker", f"{res} capture->result on {label} p50/p99/max",
                 f"{ms(lat.get('p50'))} / {ms(lat.get('p99'))} / {ms(lat.get('max'))} (n={lat.get('n', 0)})", "",
                 f"p50<={g50:.0f}, p99<={g99:.0f}", pass_fail(ok))
-        hist = one.get("worker_capture_to_ack_ms") or {}
+        hist, hub = one.get("worker_capture_to_ack_ms") or {}, one.get("capture_to_hub_ms") or {}
         add("worker", f"{res} of which capture->result acked (worker's histogram) p50/p99",
             f"{ms(hist.get('p50'))} / {ms(hist.get('p99'))}", "", "", "")
+        add("worker", f"{res} frame path alone: capture->consumer.py hub (its histogram) p50/p99",
+            f"{ms(hub.get('p50'))} / {ms(hub.get('p99'))}", "", "", "")
     if four:
         share, pub = four.get("processed_share"), four.get("publisher") or {}
         add("worker", f"{four['cameras']} x {res} cameras, worker on CPU {four['pinned_cpu']}: processed / published",

@@ -37,7 +37,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
 from . import stats
-from .measure import Context, machine_times
+from .measure import Context, hub_latency, machine_times
 from .plan import Resolution
 from .services import (
     ROOT,
@@ -427,9 +427,9 @@ def one_camera(ctx: Context, res: Resolution, frames_dir: Path) -> dict[str, Any
         sse.connected.wait(10)
         time.sleep(plan.warmup_s)  # the SSE backlog of recent results arrives before the window
         probe = WorkerProbe(worker)
-        before, count_before = probe.snap(), stack.counter.count()
+        before, count_before, hub_before = probe.snap(), stack.counter.count(), stack.consumer_metrics()
         time.sleep(plan.worker_s)  # the measurement window
-        after, count_after = probe.snap(), stack.counter.count()
+        after, count_after, hub_after = probe.snap(), stack.counter.count(), stack.consumer_metrics()
         for c in collectors:
             c.stop()
         worker.stop()
@@ -453,6 +453,8 @@ def one_camera(ctx: Context, res: Resolution, frames_dir: Path) -> dict[str, Any
         events_ms=latency_ms(sse.samples, before["t_ns"], after["t_ns"]),
         events_error=sse.error,
         kafka_consumer_cpu_s_per_frame=kafka_only["cpu_s_per_record"],
+        # the frame's own way there: capture -> consumer.py's hub (producer + Kafka + its poll)
+        capture_to_hub_ms=hub_latency(hub_before, hub_after),
     )
     return fig
 
