@@ -1,8 +1,9 @@
-"""`make demo`: a local Kafka broker, a demo RTSP camera, producer.py and consumer.py, together.
+"""`make demo`: a local Kafka broker, a demo RTSP camera, producer.py, a motion worker.py and consumer.py.
 
 Everything runs on loopback with config.env's defaults (broker localhost:9092, camera
 rtsp://127.0.0.1:8554/cam, viewer http://127.0.0.1:5000/), so what the demo shows is exactly
-what a user gets running the two CLIs by hand. Ctrl-C stops all four.
+what a user gets running the CLIs by hand: the page shows the camera with the motion worker's
+boxes drawn over it. Ctrl-C stops them all.
 
 `--cluster` (`make demo-cluster`) swaps the broker for a three-node KRaft cluster on ports
 9092-9094 (Kafka's default 9 s broker session) and runs the producer with replication factor 3,
@@ -71,6 +72,7 @@ def main() -> int:
         log.info("demo camera streaming at %s", camera.url)
         common = ["--bootstrap-servers", ",".join(f"127.0.0.1:{p}" for p in kafka_ports)]
         for argv in (["producer.py", *common, *replication, "--source", camera.url, "--camera-id", "demo"],
+                     ["worker.py", *common, "--processor", "motion"],
                      ["consumer.py", *common, "--port", str(args.http_port)]):
             proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT)
             procs.track(proc)
