@@ -21,7 +21,7 @@ from kafka.errors import KafkaError
 from .metrics import ConsumerMetrics
 from .results import MAX_RESULT_BYTES, BadResult, parse_result
 from .settings import ConsumerSettings
-from .subscriber import RETRY_FIRST_S, RETRY_MAX_S, RateLimitedWarnings
+from .subscriber import RateLimitedWarnings, run_polls
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,7 @@ class ResultSubscriber:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        retry_s = RETRY_FIRST_S
-        while not self._stop.is_set():
-            if self.poll_once():
-                retry_s = RETRY_FIRST_S
-            else:
-                self._stop.wait(retry_s)
-                retry_s = min(RETRY_MAX_S, retry_s * 2)
+        run_polls(self.poll_once, self._stop)
         if self._consumer is not None:
             self._consumer.close()
 

@@ -37,6 +37,18 @@ RETRY_MAX_S = 1.0
 PROBE_EVERY_S = 1.0
 
 
+def run_polls(poll_once: Callable[[], bool], stop: threading.Event) -> None:
+    """Calls `poll_once` until `stop` is set. After a failed poll (False) it waits 0.1 s, doubling
+    to at most 1 s while polls keep failing: soon after a node goes away, never a busy loop."""
+    retry_s = RETRY_FIRST_S
+    while not stop.is_set():
+        if poll_once():
+            retry_s = RETRY_FIRST_S
+        else:
+            stop.wait(retry_s)
+            retry_s = min(RETRY_MAX_S, retry_s * 2)
+
+
 class RateLimitedWarnings:
     """Logs each kind of problem at most once per interval, with how many were suppressed."""
 
@@ -182,13 +194,7 @@ class FrameSubscriber:
         self.probe.join(timeout=5)
 
     def _run(self) -> None:
-        retry_s = RETRY_FIRST_S
-        while not self._stop.is_set():
-            if self.poll_once():
-                retry_s = RETRY_FIRST_S
-            else:
-                self._stop.wait(retry_s)
-                retry_s = min(RETRY_MAX_S, retry_s * 2)
+        run_polls(self.poll_once, self._stop)
         if self._consumer is not None:
             self._consumer.close()
 

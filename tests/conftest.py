@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return predicate()
+
+
+def next_chunk(chunks: Iterator[bytes], timeout: float = 2.0) -> bytes:
+    """The stream's next write, or a failure after `timeout` (a stuck stream must not hang the test)."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(next, chunks).result(timeout)
+    finally:
+        pool.shutdown(wait=False)

@@ -12,11 +12,11 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from conftest import next_chunk
 from flask.testing import FlaskClient
 from kafka.errors import KafkaConnectionError
 from kafka.structs import TopicPartition
@@ -62,15 +62,6 @@ def client(hub: FrameHub, board: ResultBoard, settings: ConsumerSettings | None 
     app = create_app(settings or ConsumerSettings(), hub, metrics or ConsumerMetrics(hub.viewer_counts),
                      board=board, events_heartbeat_s=heartbeat_s)
     return app.test_client()
-
-
-def next_chunk(chunks: Iterator[bytes], timeout: float = 2.0) -> bytes:
-    """The stream's next write, or a failure after `timeout` (a stuck stream must not hang the test)."""
-    pool = ThreadPoolExecutor(1)
-    try:
-        return pool.submit(next, chunks).result(timeout)
-    finally:
-        pool.shutdown(wait=False)
 
 
 def sse_results(chunk: bytes) -> list[dict[str, Any]]:

@@ -10,12 +10,12 @@ import base64
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+from conftest import next_chunk
 from flask.testing import FlaskClient
 from kafka.structs import TopicPartition
 
@@ -79,15 +79,6 @@ def feed(hub: FrameHub) -> Iterator[Callable[[str], None]]:
     stop.set()
     for t in threads:
         t.join(2)
-
-
-def next_chunk(chunks: Iterator[bytes], timeout: float = 2.0) -> bytes:
-    """The stream's next write, or a failure after `timeout` (a stuck stream must not hang the test)."""
-    pool = ThreadPoolExecutor(1)
-    try:
-        return pool.submit(next, chunks).result(timeout)
-    finally:
-        pool.shutdown(wait=False)
 
 
 def split_part(part: bytes) -> tuple[dict[str, str], bytes]:
