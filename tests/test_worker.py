@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from conftest import ROOT, App, app_env, wait_for
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
@@ -34,7 +35,6 @@ from harness.rtsp_camera import RtspCamera
 from rtsp_kafka_mjpeg.frame import Frame
 from rtsp_kafka_mjpeg.processors import MotionDetector, load_processor
 from rtsp_kafka_mjpeg.results import FrameInfo, parse_result
-from tests.conftest import ROOT, App, app_env, wait_for
 
 W, H = 320, 180
 
