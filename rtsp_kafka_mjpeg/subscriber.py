@@ -113,15 +113,20 @@ class BrokerProbe:
             self._thread.join(timeout)
 
     def check(self) -> None:
-        """One probe, reported."""
-        try:
-            self._client = self._client or self._new_client()
-            self._client.topics()
-            self._report(True, "")
-        except KafkaError as err:
-            self._report(False, type(err).__name__)
-        except Exception:  # health only; the frame loop reports real failures
-            log.debug("broker probe failed", exc_info=True)
+        """One probe, reported. A failed ask is tried once more at once before it counts: the node
+        asked may be the one that just died mid-request, and the retry goes to another."""
+        for attempt in range(2):
+            try:
+                self._client = self._client or self._new_client()
+                self._client.topics()
+                self._report(True, "")
+                return
+            except KafkaError as err:
+                if attempt:
+                    self._report(False, type(err).__name__)
+            except Exception:  # health only; the frame loop reports real failures
+                log.debug("broker probe failed", exc_info=True)
+                return
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -110,3 +110,28 @@ def test_the_lag_is_the_records_between_the_last_one_handed_on_and_the_highwater
                           consumer_factory=lambda: ScriptedConsumer({TP: [record(1), record(2)]}, highwater=10))
     assert sub.poll_once()
     assert metrics.registry.get_sample_value("mjpeg_consumer_lag_records") == 7  # offsets 3..9 unread
+
+
+class FlakyProbeClient:
+    """Answers topics() from a script of outcomes: True (answers) or an exception to raise."""
+
+    def __init__(self, *outcomes: object) -> None:
+        self._outcomes = list(outcomes)
+
+    def topics(self) -> set[str]:
+        outcome = self._outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return {TP.topic}
+
+
+def test_one_failed_broker_probe_is_asked_again_before_the_brokers_count_as_lost() -> None:
+    client = FlakyProbeClient(True, KafkaConnectionError(), True, KafkaConnectionError(), KafkaConnectionError())
+    sub = FrameSubscriber(ConsumerSettings(), lambda frame: None, ConsumerMetrics(),
+                          consumer_factory=lambda: ScriptedConsumer(), probe_factory=lambda: client)
+    sub.probe.check()
+    assert sub.health().connected
+    sub.probe.check()  # the node asked died mid-request; another answers at once
+    assert sub.health().connected
+    sub.probe.check()  # nobody answers twice in a row: an outage
+    assert not sub.health().connected and sub.health().reason == "the Kafka brokers are not answering"
