@@ -24,8 +24,6 @@ not heard of that commit yet learns it from the next controller (0.5-2.0 s measu
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from harness import procs
+from harness.figures import record_figures
 from harness.kafka_cluster import KafkaCluster
 from harness.mjpeg_client import BackgroundViewer
 from harness.ports import free_port, port_open
@@ -75,16 +74,7 @@ ACKED_LINE = re.compile(r"Kafka acknowledged (\d+) frames, seqs (\S+)")
 
 def record(name: str, figures: dict[str, Any]) -> None:
     """Print the figures (pytest -s) and merge them into artifacts/cluster.json under `name`."""
-    print(f"\n{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        data = json.loads(FIGURES.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data[name] = {**figures, "session_timeout_s": SESSION_TIMEOUT_S, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    tmp = FIGURES.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(FIGURES)
+    record_figures(FIGURES, name, {**figures, "session_timeout_s": SESSION_TIMEOUT_S})
 
 
 class Tap:

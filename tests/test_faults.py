@@ -5,7 +5,6 @@ artifacts/faults.json (merged with what other runs wrote there).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -23,6 +22,7 @@ from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, ROOT, App, app_env, read_pa
 from playwright.sync_api import Page
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness import figures as figures_file
 from harness.kafka_broker import KafkaBroker
 from harness.mjpeg_client import BackgroundViewer, Part
 from harness.ports import free_port, port_open
@@ -39,18 +39,7 @@ STOPPED_LINE = re.compile(r"stopped: (\d+) frames published, (\d+) dropped")
 
 def record_figures(test: str, figures: dict[str, Any]) -> None:
     """Print the measured figures and merge them into artifacts/faults.json under the test's name."""
-    print(f"\n{test}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        data = json.loads(FIGURES.read_text())
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
-    data[test] = {**figures, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = FIGURES.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(FIGURES)
+    figures_file.record_figures(FIGURES, test, figures)
 
 
 def count_lines(app: App, needle: str) -> int:
