@@ -11,6 +11,8 @@ import logging
 import cv2
 import numpy as np
 
+from .source import Captured
+
 log = logging.getLogger(__name__)
 
 # Fallback steps tried in order when a frame is over the limit: (quality factor, scale).
@@ -41,6 +43,10 @@ class JpegEncoder:
         if self.height:
             return max(1, round(w * self.height / h)), self.height
         return w, h
+
+    def encode_captured(self, captured: Captured) -> tuple[bytes, int, int]:
+        """JPEG bytes, width and height for one captured frame."""
+        return self.encode(captured.image)
 
     def encode(self, image: np.ndarray) -> tuple[bytes, int, int]:
         """JPEG bytes plus the encoded width and height."""

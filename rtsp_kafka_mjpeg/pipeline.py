@@ -47,7 +47,7 @@ class ProducerPipeline:
                 continue
             last_ts = captured.ts_ns
             try:
-                jpeg, width, height = self.encoder.encode(captured.image)
+                jpeg, width, height = self.encoder.encode_captured(captured)
             except FrameTooLarge:
                 self.dropped["too_large"] += 1
                 continue

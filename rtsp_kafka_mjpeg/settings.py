@@ -100,6 +100,22 @@ def camera_id(raw: str) -> str:
     return value
 
 
+def camera_specs(raw: str) -> str:
+    """Space-separated `id=source` pairs (ids unique, sources as for CAMERA_SOURCE); normalised."""
+    specs = []
+    seen: set[str] = set()
+    for item in raw.split():
+        name, sep, source = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not id=source")
+        name = camera_id(name)
+        if name in seen:
+            raise ValueError(f"camera id {name!r} given twice")
+        seen.add(name)
+        specs.append(f"{name}={video_source(source)}")
+    return " ".join(specs)
+
+
 def video_source(raw: str) -> str:
     """An RTSP/HTTP URL, a camera index or a file path; URLs must have a scheme and a host."""
     value = raw.strip()
@@ -127,10 +143,12 @@ def video_source(raw: str) -> str:
 
 
 def option(default: Any, key: str, flag: str, help: str, parse: Callable[[str], Any] = text,
-           secret: bool = False) -> Any:
-    """A settings field: its default, config key, CLI flag, help and parser."""
+           secret: bool = False, repeat: bool = False) -> Any:
+    """A settings field: its default, config key, CLI flag, help and parser. A `repeat` flag may be
+    given many times; its values are joined by spaces, as the config key lists them."""
     return dataclasses.field(
-        default=default, metadata={"key": key, "flag": flag, "help": help, "parse": parse, "secret": secret}
+        default=default,
+        metadata={"key": key, "flag": flag, "help": help, "parse": parse, "secret": secret, "repeat": repeat},
     )
 
 
@@ -186,6 +204,13 @@ class ProducerSettings(KafkaSettings):
     source: str = option("rtsp://127.0.0.1:8554/cam", "CAMERA_SOURCE", "--source",
                          "RTSP/HTTP URL, video file or camera index", video_source)
     camera_id: str = option("cam1", "CAMERA_ID", "--camera-id", "camera id: the record key", camera_id)
+    cameras: str = option("", "CAMERAS", "--camera",
+                          "many cameras in one process: id=source, repeat the flag (in config.env: "
+                          "space-separated); when set, CAMERA_SOURCE and CAMERA_ID are not used",
+                          camera_specs, repeat=True)
+    kafka_client: str = option("kafka-python", "KAFKA_CLIENT", "--kafka-client",
+                               "kafka-python (pure Python) or confluent-kafka (librdkafka: ~10x less CPU per "
+                               "frame, for many cameras)", choice("kafka-python", "confluent-kafka"))
     rtsp_transport: str = option("tcp", "RTSP_TRANSPORT", "--rtsp-transport", "tcp or udp", choice("tcp", "udp"))
     open_timeout_s: float = option(10.0, "SOURCE_OPEN_TIMEOUT_S", "--open-timeout",
                                    "seconds to wait for the camera to open", float_range(0.5, 300))
@@ -234,6 +259,12 @@ class ProducerSettings(KafkaSettings):
         if self.min_insync_replicas:
             return self.min_insync_replicas
         return max(1, min(2, self.replication_factor - 1))
+
+    def camera_sources(self) -> list[tuple[str, str]]:
+        """(camera id, source) of every camera this process reads: CAMERAS, else the single one."""
+        if self.cameras:
+            return [(name, source) for name, _, source in (s.partition("=") for s in self.cameras.split())]
+        return [(self.camera_id, self.source)]
 
 
 def results_topic_option() -> Any:
@@ -347,6 +378,7 @@ def build_parser(cls: type[KafkaSettings], prog: str, description: str) -> argpa
         meta = f.metadata
         shown = "(secret)" if meta["secret"] and f.default else _shown(f.default)
         parser.add_argument(meta["flag"], dest=f.name, default=None, metavar=meta["key"],
+                            action="append" if meta["repeat"] else "store",
                             help=f"{meta['help']} (default: {shown})")
     return parser
 
@@ -383,6 +415,8 @@ def resolve(cls: type[S], flags: dict[str, Any], env: dict[str, str]) -> S:
         key, flag = f.metadata["key"], f.metadata["flag"]
         if flags.get(f.name) is not None:
             raw, origin = flags[f.name], flag
+            if isinstance(raw, list):  # a repeated flag
+                raw = " ".join(raw)
         elif key in env:
             raw, origin = env[key], key
         elif file_values.get(key) is not None:
@@ -394,6 +428,8 @@ def resolve(cls: type[S], flags: dict[str, Any], env: dict[str, str]) -> S:
         except ValueError as err:
             detail = "is invalid" if f.metadata["secret"] else str(err)
             raise SettingsError(f"invalid {origin}: {detail}") from None
+    if "cameras" in values and flags.get("cameras") is None and (flags.get("source") or flags.get("camera_id")):
+        values["cameras"] = ""  # --source/--camera-id on the command line outrank CAMERAS from config
     settings = cls(**values)
     _check_consistency(settings)
     return settings

@@ -101,6 +101,10 @@ def test_help_documents_every_flag_with_its_key_and_default(script: str) -> None
     (["--source", "rtsp//nohost"], "--source"),
     (["--source", "rtsp://"], "--source"),
     (["--no-such-flag"], "unrecognized"),
+    (["--camera", "door"], "--camera"),
+    (["--camera", "door=rtsp://h/1", "--camera", "door=rtsp://h/2"], "given twice"),
+    (["--camera", "bad id=rtsp://h/1"], "--camera"),
+    (["--kafka-client", "librdkafka"], "--kafka-client"),
 ])
 def test_bad_producer_flags_exit_2_with_one_line(args: list[str], needle: str) -> None:
     out = subprocess.run([sys.executable, "producer.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -114,3 +118,20 @@ def test_readme_settings_table_lists_every_key() -> None:
     readme = (ROOT / "README.md").read_text()
     for key in dotenv_values(ROOT / "config.env"):
         assert f"| `{key}` |" in readme, key
+
+
+def test_cameras_come_from_repeated_flags_or_one_config_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.env"
+    cfg.write_text('CAMERAS="door=rtsp://10.0.0.5/s1 yard=rtsp://u:p@10.0.0.6:554/s2"\n')
+    from_file = resolve(ProducerSettings, {"config": str(cfg)}, {})
+    assert from_file.camera_sources() == [("door", "rtsp://10.0.0.5/s1"), ("yard", "rtsp://u:p@10.0.0.6:554/s2")]
+    flags = {"config": str(cfg), "cameras": ["gate=rtsp://10.0.0.9/a", "shed=rtsp://10.0.0.9/b"]}
+    assert [c for c, _ in resolve(ProducerSettings, flags, {}).camera_sources()] == ["gate", "shed"]
+
+
+def test_one_camera_flags_on_the_command_line_outrank_cameras_from_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.env"
+    cfg.write_text("CAMERAS=door=rtsp://10.0.0.5/s1\n")
+    settings = resolve(ProducerSettings, {"config": str(cfg), "source": "rtsp://10.0.0.7/x", "camera_id": "porch"}, {})
+    assert settings.camera_sources() == [("porch", "rtsp://10.0.0.7/x")]
+    assert resolve(ProducerSettings, {"config": str(cfg)}, {"CAMERA_ID": "x"}).camera_sources()[0][0] == "door"
