@@ -172,10 +172,21 @@ def close_producer(producer: Any, timeout_s: float) -> None:
 
 @dataclasses.dataclass(slots=True)
 class _Pending:
+    camera: str
     seq: int
     size: int
     generation: int
     queued_at: float
+
+
+class CameraCounts:
+    """What became of one camera's frames: acknowledged (count, bytes, seq ranges) or dropped."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.sent_bytes = 0
+        self.acknowledged = SeqRanges()
+        self.dropped: Counter[str] = Counter()
 
 
 class SeqRanges:
@@ -285,7 +296,7 @@ class FramePublisher:
         self.sent_bytes = 0
         self.restarts = 0
         self.dropped: Counter[str] = Counter()
-        self.acknowledged = SeqRanges()
+        self.cameras: dict[str, CameraCounts] = {}  # per camera; the totals above are their sums
         self._log = DeliveryLog()
         self._closing = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -296,6 +307,18 @@ class FramePublisher:
     def inflight_bytes(self) -> int:
         return self._inflight
 
+    def camera(self, camera_id: str) -> CameraCounts:
+        """One camera's counts (created at its first frame)."""
+        counts = self.cameras.get(camera_id)
+        if counts is None:
+            counts = self.cameras.setdefault(camera_id, CameraCounts())
+        return counts
+
+    def _drop(self, camera: str, reason: str, count: int = 1) -> None:
+        """Count dropped frames, in total and for their camera (caller holds the lock)."""
+        self.dropped[reason] += count
+        self.camera(camera).dropped[reason] += count
+
     def publish(self, frame: Frame) -> bool:
         """Queue a frame for the broker; False (and counted) when it is dropped instead."""
         size = len(frame.jpeg)
@@ -303,13 +326,13 @@ class FramePublisher:
         with self._lock:
             producer, generation = self._producer, self._generation
             if producer is None:
-                self.dropped["producer_restart"] += 1
+                self._drop(frame.camera_id, "producer_restart")
                 return False
             if self._inflight + size > self._limit:
-                self.dropped["backpressure"] += 1
+                self._drop(frame.camera_id, "backpressure")
                 return False
             token = next(self._tokens)
-            self._pending[token] = _Pending(frame.seq, size, generation, self._clock())
+            self._pending[token] = _Pending(frame.camera_id, frame.seq, size, generation, self._clock())
             self._inflight += size
         try:
             future = producer.send(self._topic, value=frame.jpeg, key=frame.kafka_key(),
@@ -336,7 +359,10 @@ class FramePublisher:
         with self._lock:
             self.sent += 1
             self.sent_bytes += pending.size
-            self.acknowledged.add(pending.seq)
+            counts = self.camera(pending.camera)
+            counts.sent += 1
+            counts.sent_bytes += pending.size
+            counts.acknowledged.add(pending.seq)
             message = self._log.delivered(self._clock())
         if message:
             log.info("%s", message)
@@ -347,12 +373,12 @@ class FramePublisher:
             return
         with self._lock:
             if self._closing.is_set():  # failed by the force-close at exit
-                self.dropped["unsent_at_exit"] += 1
+                self._drop(pending.camera, "unsent_at_exit")
                 return
             if pending.generation != self._generation:  # failed by the force-close of a retired producer
-                self.dropped["producer_restart"] += 1
+                self._drop(pending.camera, "producer_restart")
                 return
-            self.dropped[f"send_failed:{type(err).__name__}"] += 1
+            self._drop(pending.camera, f"send_failed:{type(err).__name__}")
             message = self._log.failed(err, self._clock())
         if message:
             log.warning("%s", message)
@@ -416,14 +442,14 @@ class FramePublisher:
         with self._lock:
             gone = [token for token, p in self._pending.items() if which(p)]
             for token in gone:
-                self._inflight -= self._pending.pop(token).size
-            if gone:
-                self.dropped[reason] += len(gone)
+                pending = self._pending.pop(token)
+                self._inflight -= pending.size
+                self._drop(pending.camera, reason)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Deliver what is queued within `timeout_s` (one wait), then close; never raises.
 
-        Ends with one line saying which frames (seq ranges) the brokers acknowledged."""
+        Ends with one line per camera saying which frames (seq ranges) the brokers acknowledged."""
         deadline = self._clock() + timeout_s
         renewer = self._renewer
         if renewer is not None:
@@ -435,4 +461,5 @@ class FramePublisher:
             close_producer(producer, max(0.0, deadline - self._clock()))
         self._closing.set()
         self._write_off(lambda _p: True, "unsent_at_exit")
-        log.info("Kafka acknowledged %d frames, seqs %s", self.sent, self.acknowledged)
+        for camera_id, counts in sorted(self.cameras.items()):
+            log.info("camera %s: Kafka acknowledged %d frames, seqs %s", camera_id, counts.sent, counts.acknowledged)

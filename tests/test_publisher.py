@@ -94,8 +94,8 @@ class Clock:
         return self.now
 
 
-def frame(seq: int) -> Frame:
-    return Frame("cam1", 1_700_000_000_000_000_000 + seq, seq, 640, 360, JPEG)
+def frame(seq: int, camera: str = "cam1") -> Frame:
+    return Frame(camera, 1_700_000_000_000_000_000 + seq, seq, 640, 360, JPEG)
 
 
 def settings(**overrides: Any) -> ProducerSettings:
@@ -122,8 +122,22 @@ def test_acknowledged_frames_are_counted_and_their_seqs_kept_as_ranges() -> None
     futures[2].fail(NotEnoughReplicasError("fewer in-sync replicas than required"))
     assert pub.sent == 4 and pub.sent_bytes == 4 * len(JPEG)
     assert pub.dropped == {"send_failed:NotEnoughReplicasError": 1}
-    assert str(pub.acknowledged) == "1-2,4-5"
+    assert str(pub.camera("cam1").acknowledged) == "1-2,4-5"
     assert pub.inflight_bytes == 0
+
+
+def test_each_cameras_frames_are_counted_apart_in_one_publisher() -> None:
+    producers = Producers()
+    pub = FramePublisher(settings(max_inflight_bytes=2500), producers)
+    assert pub.publish(frame(1, "door")) and pub.publish(frame(1, "yard"))
+    assert not pub.publish(frame(2, "yard")), "over the shared in-flight limit"
+    producers.made[0].futures[0].succeed()
+    producers.made[0].futures[1].fail(NotEnoughReplicasError("fewer in-sync replicas than required"))
+    door, yard = pub.camera("door"), pub.camera("yard")
+    assert (door.sent, str(door.acknowledged), dict(door.dropped)) == (1, "1", {})
+    assert (yard.sent, str(yard.acknowledged)) == (0, "none")
+    assert yard.dropped == {"backpressure": 1, "send_failed:NotEnoughReplicasError": 1}
+    assert pub.sent == 1 and sum(pub.dropped.values()) == 2
 
 
 def test_seq_ranges_merge_a_filled_gap_and_stay_bounded() -> None:
@@ -167,7 +181,7 @@ def test_a_producer_that_stops_answering_frames_is_replaced() -> None:
     old.futures[1].succeed()
     assert pub.sent == 0, "a late answer from the retired producer changes nothing"
     producers.made[1].futures[0].succeed()
-    assert pub.sent == 1 and str(pub.acknowledged) == "5"
+    assert pub.sent == 1 and str(pub.camera("cam1").acknowledged) == "5"
 
 
 @pytest.mark.parametrize("acks", ["all", "1"])
