@@ -102,8 +102,10 @@ class FrameSource:
 
     # -- running -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._cap is None:
+    def start(self, open_first: bool = True) -> None:
+        """Capture in the background. With `open_first` False a source that could not be opened
+        starts out reconnecting (one of many cameras being down must not stop the others)."""
+        if self._cap is None and open_first:
             self.open()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._thread.start()
