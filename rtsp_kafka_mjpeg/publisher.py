@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import (
     IllegalStateError,
@@ -41,6 +41,7 @@ from kafka.errors import (
 )
 
 from .broker_check import BrokerUnavailable, explained_failures
+from .confluent_producer import producer_class
 from .frame import Frame
 from .settings import ProducerSettings
 
@@ -150,7 +151,7 @@ def needs_new_producer(err: Exception) -> bool:
 
 
 def close_producer(producer: Any, timeout_s: float) -> None:
-    """Close a KafkaProducer within about `timeout_s` whatever its state; never raises.
+    """Close a KafkaProducer (or a ConfluentProducer) within about `timeout_s` whatever its state; never raises.
 
     kafka-python 3.0.12's close() first flushes and raises KafkaTimeoutError when frames are stuck,
     before reaching its own force-close, leaving its I/O thread running: so give the frames one
@@ -164,6 +165,8 @@ def close_producer(producer: Any, timeout_s: float) -> None:
     if sender is not None:
         sender.force_close()
         sender.join(max(timeout_s, 1.0))
+    elif hasattr(producer, "force_close"):  # confluent_producer.ConfluentProducer: purges librdkafka's queues
+        producer.force_close(max(timeout_s, 1.0))
     try:
         producer.close(timeout=0)
     except KafkaError as err:
@@ -285,7 +288,7 @@ class FramePublisher:
         self._topic = settings.topic
         self._limit = settings.max_inflight_bytes
         self._stall_s = stall_after_s(settings)
-        self._factory = producer_factory or (lambda: KafkaProducer(**producer_config(settings)))
+        self._factory = producer_factory or (lambda: producer_class(settings.kafka_client)(**producer_config(settings)))
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}  # insertion order = send order
