@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import acks, report, scenarios, worker
-from .plan import OPTIONAL_SCENARIOS, PRESETS, RESOLUTIONS, SCENARIOS, Plan
+from . import acks, capacity, report, scenarios, worker
+from .plan import KAFKA_CLIENTS, OPTIONAL_SCENARIOS, PRESETS, RESOLUTIONS, SCENARIOS, Plan
 from .services import RESULTS_DIR, Services
 
 log = logging.getLogger("bench")
@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
                         help="also run acks=1 vs acks=all on a 3-node cluster (the acks scenario)")
     parser.add_argument("--worker", action="store_true",
                         help="also run the analytics worker's figures at 720p30 (the worker scenario)")
+    parser.add_argument("--capacity", action="store_true",
+                        help="also run 1..8 x 720p30 cameras through one producer.py per Kafka client "
+                             "(the capacity scenario)")
+    parser.add_argument("--capacity-levels", type=csv(int), help="camera counts for capacity, e.g. 1,2,4,6,8")
+    parser.add_argument("--capacity-clients", type=csv(str, KAFKA_CLIENTS),
+                        help=f"Kafka clients for capacity, from {', '.join(KAFKA_CLIENTS)}")
     parser.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
     parser.add_argument("--log-level", default="INFO")
@@ -74,13 +80,20 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "acks")
     if args.worker and "worker" not in changes.get("scenarios", plan.scenarios):
         changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "worker")
+    if args.capacity and "capacity" not in changes.get("scenarios", plan.scenarios):
+        changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "capacity")
     if args.resolutions:
         changes["resolutions"] = args.resolutions
     if args.fanout_levels:
         changes["fanout_levels"] = args.fanout_levels
+    if args.capacity_levels:
+        changes["capacity_levels"] = args.capacity_levels
+    if args.capacity_clients:
+        changes["capacity_clients"] = args.capacity_clients
     if args.window:
         changes.update(pipeline_s=args.window, fanout_s=args.window, slow_s=args.window, share_s=args.window,
-                       baseline_latency_s=args.window, profile_s=args.window, worker_s=args.window)
+                       baseline_latency_s=args.window, profile_s=args.window, worker_s=args.window,
+                       capacity_s=args.window)
     return dataclasses.replace(plan, **changes), args
 
 
@@ -107,6 +120,8 @@ def tasks(plan: Plan) -> list[Task]:
             out.append((name, "acks", acks.acks_cost))
         if name == plan.worker_res and "worker" in want:
             out.append((name, "worker", worker.worker_bench))
+        if name == plan.capacity_res and "capacity" in want:
+            out.append((name, "capacity", capacity.capacity))
         if name == plan.baseline_latency_res and "baseline" in want:
             if "pipeline" in want and name not in plan.resolutions:  # ours' side of the comparison
                 out.append((name, f"pipeline:{name}", scenarios.pipeline))

@@ -30,8 +30,10 @@ RESOLUTIONS: dict[str, Resolution] = {
 
 SCENARIOS = ("floor", "pipeline", "fanout", "slow", "baseline")
 # profile needs py-spy and perturbs CPU; acks starts a 3-node cluster (three more JVMs) for minutes;
-# worker (bench.worker) runs worker.py beside its own stack and a four-camera publisher for a minute
-OPTIONAL_SCENARIOS = ("profile", "acks", "worker")
+# worker (bench.worker) runs worker.py beside its own stack and a four-camera publisher for a minute;
+# capacity (bench.capacity) runs up to 8 cameras through one producer per Kafka client, ~10 minutes
+OPTIONAL_SCENARIOS = ("profile", "acks", "worker", "capacity")
+KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
 JPEG_QUALITY = 80  # the producer's default (config.env JPEG_QUALITY); the floor uses the same
 
 
@@ -64,6 +66,11 @@ class Plan:
     worker_s: float = 25.0  # each of the worker's two windows (one camera, four cameras)
     worker_frames: int = 300  # recorded from the topic: the worker floor's frames and the publisher's
     worker_cameras: int = 4
+    capacity_res: str = "720p30"  # the issue's goal: 8 cameras at 720p30 on this 2-core box
+    capacity_levels: tuple[int, ...] = (1, 2, 4, 6, 8)  # cameras in one producer.py
+    capacity_clients: tuple[str, ...] = KAFKA_CLIENTS
+    capacity_viewers: int = 10  # MJPEG viewers of one consumer.py, spread over the cameras
+    capacity_s: float = 20.0  # per (client, cameras) point
 
     def edge(self, window_s: float) -> float:
         """Length of the first/last slice compared for flatness: 10 s, or a third of a short window."""
@@ -73,10 +80,10 @@ class Plan:
 FULL = Plan(mode="full")
 QUICK = dataclasses.replace(FULL, mode="quick", pipeline_s=15.0, fanout_s=10.0, slow_s=15.0, share_s=15.0,
                             baseline_latency_s=15.0, floor_frames=150, profile_s=10.0, acks_rounds=2, acks_s=10.0,
-                            worker_s=10.0, worker_frames=150)
+                            worker_s=10.0, worker_frames=150, capacity_s=10.0)
 SMOKE = dataclasses.replace(
     FULL, mode="smoke", resolutions=("720p30",), floor_frames=30, pipeline_s=3.0, fanout_levels=(5,),
     fanout_s=2.5, warmup_s=0.5, slow_s=4.0, slow_normal_viewers=2, share_s=3.0, baseline_latency_s=3.0,
     baseline_latency_res="720p30", settle_s=1.0, profile_s=3.0, profile_res="720p30", acks_res="720p30",
-    acks_rounds=1, acks_s=3.0, worker_s=3.0, worker_frames=30)
+    acks_rounds=1, acks_s=3.0, worker_s=3.0, worker_frames=30, capacity_levels=(1, 2), capacity_s=3.0)
 PRESETS = {p.mode: p for p in (FULL, QUICK, SMOKE)}

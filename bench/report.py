@@ -121,7 +121,25 @@ def evaluate(results: dict[str, Any], errors: dict[str, str]) -> list[dict[str, 
         goals.append(goal("flat latency where the tutorial's grows", "-", None, "", err("baseline:latency")))
     if "worker" in results or err("worker"):  # optional: its goals only when it ran
         goals.extend(worker_goals(results.get("worker") or {}, err("worker")))
+    if "capacity" in results or err("capacity"):
+        goals.extend(capacity_goals(results.get("capacity") or {}, err("capacity")))
     return goals
+
+
+CAPACITY_TARGET = 8  # the issue: 8 cameras at 720p30 on this 2-core box
+
+
+def capacity_goals(c: dict[str, Any], error: str | None) -> list[dict[str, Any]]:
+    """Issue 12: per Kafka client, the largest camera count one producer.py carries at the goal."""
+    res = c.get("resolution", "720p30")
+    out = []
+    for client, n in (c.get("max_cameras") or {"-": None}).items():
+        tried = max((int(k) for k in (c.get("points") or {}).get(client, {})), default=0)
+        out.append(goal(f"cameras in one producer.py ({client}) @{res}, each >= 0.98x fps, latency flat, "
+                        f"{c.get('viewers', 10)} viewers", f"{n} (of {tried} tried)" if n is not None else "-",
+                        None if n is None else n >= CAPACITY_TARGET, f">= {CAPACITY_TARGET}",
+                        error if n is None else None))
+    return out
 
 
 WORKER_LATENCY = {"results topic": (30.0, 100.0), "/api/events": (40.0, 110.0)}  # p50, p99 goals in ms
@@ -336,6 +354,40 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
     return out
 
 
+CAPACITY_HEAD = ("client", "N", "fps/src min", "CPU/frame vs floor", "capture->viewer p50/p99 ms", "latency",
+                 "producer CPU", "RSS MB (/cam)", "consumer CPU", "cameras CPU", "machine busy", "goal")
+
+
+def capacity_table(c: dict[str, Any]) -> list[str]:
+    """The capacity points as their own table: one line per (client, cameras)."""
+    if not c:
+        return []
+    table = [CAPACITY_HEAD]
+    for client, points in (c.get("points") or {}).items():
+        for n, p in points.items():
+            lat = p["latency"]
+            per_frame = p["producer_cpu_s_per_frame"]
+            loaded = p.get("producer_loaded_librdkafka")
+            shown = client if loaded is None or loaded == (client == "confluent-kafka") else f"{client} (NOT in use)"
+            table.append((
+                shown, n, f"{p['fps_ratio_min']:.3f}",
+                f"{num(p['cpu_vs_floor'], suffix='x')} ({num(per_frame and per_frame * 1e3, suffix=' ms')})",
+                f"{num(lat['ms']['p50'], '{:.1f}')} / {num(lat['ms']['p99'], '{:.1f}')}",
+                f"{'flat' if lat['flat'] else 'grows'} ({num(lat['growth_ms'], '{:+.1f}')})",
+                f"{p['producer_cpu_pct']:.0f}%", f"{p['producer_rss_mb']:.0f} ({p['producer_rss_per_camera_mb']:.0f})",
+                f"{p['consumer_cpu_pct']:.0f}%", f"{p['cameras_cpu_pct']:.0f}%", f"{p['machine_busy_pct']:.0f}%",
+                "PASS" if p["holds"] else "FAIL"))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(CAPACITY_HEAD))]
+    lines = [" | ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in table]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    most = ", ".join(f"{k}: {v}" for k, v in (c.get("max_cameras") or {}).items())
+    errors = [f"  {k}: {v}" for k, v in (c.get("errors") or {}).items()]
+    return [f"Capacity @{c['resolution']}: one producer.py for N cameras, {c['viewers']} viewers, "
+            f"{c['window_s']:.0f} s per point, topic of {c['partitions']} partitions (a camera per partition)",
+            *lines, f"Largest N holding the goal (fps/src >= {c['fps_goal']} for every camera, latency flat): {most}",
+            *(["Points that failed:", *errors] if errors else [])]
+
+
 def pass_fail(ok: bool | None) -> str:
     return "" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -363,6 +415,16 @@ Notes
   window; ours and the tutorial's run at the same time on the same camera and broker.
 """
 
+CAPACITY_NOTES = """\
+- Capacity: N clip cameras (an RTSP server each, no re-encoding), ONE producer.py with --camera
+  camK=URL per camera and --kafka-client (KAFKA_CLIENT in both processes' environment), one
+  consumer.py, the viewers spread over the cameras (?camera=camK). fps/src per camera = records of
+  its own partition (the topic's partition count gives every camera id a partition of its own under
+  murmur2 and CRC32) over the window / (30 x window); "min" is the goal's figure. CPU/frame = the
+  producer's CPU / all its records over the window, against the 720p floor (decode + encode of one
+  frame). RSS /cam = producer RSS / N. Cameras CPU = the N camera servers together.
+"""
+
 WORKER_NOTES = """\
 - Worker (motion, lag policy every): floor = cv2.imdecode with the processor's flag + the
   processor, in a child pinned to one CPU, over JPEGs recorded from the 720p30 topic; worker CPU
@@ -388,10 +450,14 @@ def render(results: dict[str, Any], goals: list[dict[str, Any]]) -> str:
     gw = max((len(g["goal"]) for g in goals), default=10)
     for g in goals:
         out.append(f"  {g['status']:<4}  {g['goal'].ljust(gw)}  {g['measured']}  (target {g['target']})")
+    cap = capacity_table(results.get("capacity") or {})
+    if cap:
+        out += ["", *cap]
     errors = results.get("errors") or {}
     if errors:
         out += ["", "Errors"] + [f"  {k}: {v}" for k, v in errors.items()]
-    out += ["", NOTES + (WORKER_NOTES if results.get("worker") else "")]
+    out += ["", NOTES + (WORKER_NOTES if results.get("worker") else "")
+            + (CAPACITY_NOTES if results.get("capacity") else "")]
     return "\n".join(out)
 
 

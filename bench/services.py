@@ -199,10 +199,14 @@ class TopicCounter:
         return self._tps
 
     def count(self) -> int:
+        return sum(self.partition_counts().values())
+
+    def partition_counts(self) -> dict[int, int]:
+        """End offset per partition: records per key when each key has a partition of its own."""
         tps = self._partitions()
         if not tps:
-            return 0
-        return int(sum(self._consumer.end_offsets(tps).values()))
+            return {}
+        return {tp.partition: int(n) for tp, n in self._consumer.end_offsets(tps).items()}
 
     def wait_records(self, at_least: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -335,15 +339,18 @@ class Stack:
     """One camera's system under test: producer.py -> topic -> consumer.py, started together."""
 
     def __init__(self, services: Services, res: Resolution, camera: RtspCamera, bootstrap: str | None = None,
-                 **settings: str) -> None:
+                 producer_args: list[str] | None = None, label: str = "", **settings: str) -> None:
+        """``producer_args`` replace the one-camera ``--source``/``--camera-id``; ``label`` names the
+        log files (default: the resolution)."""
         self.res = res
         self.topic = f"bench-{res.name}-{uuid.uuid4().hex[:8]}"
         bootstrap = bootstrap or services.bootstrap
         env = {**project_env(bootstrap, self.topic), **settings}
-        self.producer = Service(f"producer-{res.name}", [sys.executable, "producer.py", "--source", camera.url,
-                                                         "--camera-id", "cam1"], env, services.log_dir)
+        argv = producer_args if producer_args is not None else ["--source", camera.url, "--camera-id", "cam1"]
+        label = label or res.name
+        self.producer = Service(f"producer-{label}", [sys.executable, "producer.py", *argv], env, services.log_dir)
         port = free_port()
-        self.consumer = Service(f"consumer-{res.name}", [sys.executable, "consumer.py", "--port", str(port)],
+        self.consumer = Service(f"consumer-{label}", [sys.executable, "consumer.py", "--port", str(port)],
                                 env, services.log_dir, port=port)
         self.counter: TopicCounter | None = None
         self._bootstrap = bootstrap
