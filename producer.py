@@ -1,6 +1,8 @@
-"""producer.py: read a camera with OpenCV, JPEG-encode each frame, publish it to Kafka.
+"""producer.py: read cameras with OpenCV, JPEG-encode each frame, publish it to Kafka.
 
-Thin CLI: settings -> source -> encoder -> publisher -> run. See `python producer.py --help`.
+Thin CLI: settings -> sources -> encoders -> one publisher -> run. One camera (--source,
+--camera-id) or many in one process (repeated --camera id=source, or CAMERAS): each camera has
+its own capture and encode threads, all share one Kafka client. See `python producer.py --help`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from rtsp_kafka_mjpeg.broker_check import BrokerUnavailable
@@ -25,10 +28,29 @@ PROG = "producer.py"
 log = logging.getLogger("producer")
 
 
+def url_password(source: str) -> str:
+    return (urlsplit(source).password or "") if "://" in source else ""
+
+
+def open_all(sources: dict[str, FrameSource]) -> dict[str, SourceError]:
+    """Open every camera at once (a dead one costs its open timeout once, not once per camera
+    before it); the errors of those that could not be opened, by camera id."""
+    def try_open(source: FrameSource) -> SourceError | None:
+        try:
+            source.open()
+        except SourceError as err:
+            return err
+        return None
+
+    with ThreadPoolExecutor(max_workers=len(sources), thread_name_prefix="open") as pool:
+        results = dict(zip(sources, pool.map(try_open, sources.values()), strict=True))
+    return {camera: err for camera, err in results.items() if err is not None}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = load(ProducerSettings, argv, PROG, "Publish a camera's frames as JPEG records to a Kafka topic.")
-    url_password = urlsplit(settings.source).password if "://" in settings.source else None
-    setup_logging(settings.log_level, [*settings.secrets(), url_password or ""])
+    settings = load(ProducerSettings, argv, PROG, "Publish cameras' frames as JPEG records to a Kafka topic.")
+    cameras = settings.camera_sources()
+    setup_logging(settings.log_level, [*settings.secrets(), *(url_password(src) for _, src in cameras)])
 
     stop = threading.Event()
     try:
@@ -36,33 +58,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         publisher = FramePublisher(settings)
     except BrokerUnavailable as err:
         fail(PROG, str(err))
-    source = FrameSource(settings.source, settings.rtsp_transport, settings.open_timeout_s,
-                         settings.read_timeout_s, stop, settings.decode_threads)
-    try:
-        source.start()
-    except SourceError as err:
+    sources = {camera: FrameSource(src, settings.rtsp_transport, settings.open_timeout_s, settings.read_timeout_s,
+                                   stop, settings.decode_threads) for camera, src in cameras}
+    failed = open_all(sources)
+    if len(failed) == len(sources):
         publisher.close(timeout_s=1)
-        fail(PROG, f"{err} (check CAMERA_SOURCE / --source)")
+        where = "CAMERAS / --camera" if settings.cameras else "CAMERA_SOURCE / --source"
+        fail(PROG, "; ".join(f"{err}" for err in failed.values()) + f" (check {where})")
+    for camera, err in failed.items():
+        log.warning("camera %s: %s; retrying in the background while the other cameras stream", camera, err)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    encoder = JpegEncoder(settings.jpeg_quality, settings.width, settings.height, frame_limit)
-    pipeline = ProducerPipeline(settings.camera_id, source, encoder, publisher, stop, settings.max_fps)
-    StatusLine(pipeline, stop).start()
+    pipelines = []
+    for camera, source in sources.items():
+        source.start(open_first=False)
+        encoder = JpegEncoder(settings.jpeg_quality, settings.width, settings.height, frame_limit)
+        pipelines.append(ProducerPipeline(camera, source, encoder, publisher, stop, settings.max_fps))
+    StatusLine(pipelines, stop).start()
     if settings.metrics_port:
         try:
-            serve_producer_metrics(pipeline, settings.metrics_port, settings.metrics_host)
+            serve_producer_metrics(pipelines, settings.metrics_port, settings.metrics_host)
         except OSError as err:
-            source.stop()
+            stop.set()
+            for source in sources.values():
+                source.stop()
             publisher.close(timeout_s=1)
             fail(PROG, f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: {err.strerror} "
                        "(check PRODUCER_METRICS_PORT)")
-    log.info("publishing camera %s from %s to topic %s at %s", settings.camera_id, source.display,
-             settings.topic, settings.bootstrap_servers)
-    pipeline.run()
-    source.stop()
+    for pipeline in pipelines:
+        log.info("publishing camera %s from %s to topic %s at %s", pipeline.camera_id, pipeline.source.display,
+                 settings.topic, settings.bootstrap_servers)
+    threads = [pipeline.start() for pipeline in pipelines]
+    while not stop.wait(1.0):
+        pass
+    for thread in threads:
+        thread.join(timeout=2)
+    for source in sources.values():
+        source.stop()
     publisher.close()
-    log.info("stopped: %d frames published, %d dropped", publisher.sent, pipeline.dropped_total())
+    log.info("stopped: %d frames published, %d dropped", publisher.sent, sum(p.dropped_total() for p in pipelines))
     return 0
 
 

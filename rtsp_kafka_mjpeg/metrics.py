@@ -87,36 +87,43 @@ class ConsumerMetrics:
 
 
 class ProducerCollector:
-    """The producer's /metrics, read from the pipeline's own counters at scrape time (no double
-    bookkeeping on the per-frame path)."""
+    """The producer's /metrics, one series per camera, read from the pipelines' own counters at
+    scrape time (no double bookkeeping on the per-frame path)."""
 
-    def __init__(self, pipeline: Any) -> None:
-        self._p = pipeline
+    def __init__(self, pipelines: list[Any]) -> None:
+        self._pipelines = pipelines
 
     def collect(self) -> Iterator[Any]:
-        p = self._p
-        yield CounterMetricFamily("producer_frames_captured", "Frames decoded from the camera",
-                                  value=p.source.captured)
-        yield CounterMetricFamily("producer_frames_published", "Frames acknowledged by Kafka",
-                                  value=p.publisher.sent)
-        yield CounterMetricFamily("producer_bytes_published", "JPEG bytes acknowledged by Kafka",
-                                  value=p.publisher.sent_bytes)
+        def per_camera(kind: type, name: str, doc: str, value: Callable[[Any], float]) -> Any:
+            family = kind(name, doc, labels=["camera"])
+            for p in self._pipelines:
+                family.add_metric([p.camera_id], value(p))
+            return family
+
+        yield per_camera(CounterMetricFamily, "producer_frames_captured", "Frames decoded from the camera",
+                         lambda p: p.source.captured)
+        yield per_camera(CounterMetricFamily, "producer_frames_published", "Frames acknowledged by Kafka",
+                         lambda p: p.counts().sent)
+        yield per_camera(CounterMetricFamily, "producer_bytes_published", "JPEG bytes acknowledged by Kafka",
+                         lambda p: p.counts().sent_bytes)
         dropped = CounterMetricFamily("producer_frames_dropped", "Frames not published, by reason",
-                                      labels=["reason"])
-        dropped.add_metric(["superseded_before_encode"], p.source.skipped)
-        for reason, count in {**p.dropped, **p.publisher.dropped}.items():
-            dropped.add_metric([reason], count)
+                                      labels=["camera", "reason"])
+        for p in self._pipelines:
+            dropped.add_metric([p.camera_id, "superseded_before_encode"], p.source.skipped)
+            for reason, count in {**p.dropped, **p.counts().dropped}.items():
+                dropped.add_metric([p.camera_id, reason], count)
         yield dropped
-        yield CounterMetricFamily("producer_camera_reconnects", "Times the camera was reopened",
-                                  value=p.source.reconnects)
-        yield GaugeMetricFamily("producer_inflight_bytes", "Bytes awaiting the broker",
-                                value=p.publisher.inflight_bytes)
-        yield GaugeMetricFamily("producer_camera_streaming", "1 while the camera delivers frames",
-                                value=1 if p.source.state == "streaming" else 0)
+        yield per_camera(CounterMetricFamily, "producer_camera_reconnects", "Times the camera was reopened",
+                         lambda p: p.source.reconnects)
+        yield per_camera(GaugeMetricFamily, "producer_camera_streaming", "1 while the camera delivers frames",
+                         lambda p: 1 if p.source.state == "streaming" else 0)
+        if self._pipelines:
+            yield GaugeMetricFamily("producer_inflight_bytes", "Bytes awaiting the broker (all cameras)",
+                                    value=self._pipelines[0].publisher.inflight_bytes)
 
 
-def serve_producer_metrics(pipeline: Any, port: int, host: str) -> None:
+def serve_producer_metrics(pipelines: list[Any], port: int, host: str) -> None:
     """Expose the producer's metrics on their own port (prometheus-client's HTTP server)."""
     registry = CollectorRegistry()
-    registry.register(ProducerCollector(pipeline))
+    registry.register(ProducerCollector(pipelines))
     start_http_server(port, addr=host, registry=registry)

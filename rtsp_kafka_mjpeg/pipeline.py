@@ -14,14 +14,15 @@ from collections import Counter
 
 from .encoder import FrameTooLarge, JpegEncoder
 from .frame import Frame
-from .publisher import FramePublisher
+from .publisher import CameraCounts, FramePublisher
 from .source import FrameSource
 
 log = logging.getLogger(__name__)
 
 
 class ProducerPipeline:
-    """Wires source -> encoder -> publisher for one camera until `stop` is set."""
+    """Wires source -> encoder -> publisher for one camera until `stop` is set. Many cameras each
+    have their own pipeline (capture, encode) and share one publisher (one Kafka client)."""
 
     def __init__(self, camera_id: str, source: FrameSource, encoder: JpegEncoder, publisher: FramePublisher,
                  stop: threading.Event, max_fps: float = 0.0) -> None:
@@ -55,16 +56,27 @@ class ProducerPipeline:
             if self.publisher.publish(frame):
                 self.published += 1
 
+    def counts(self) -> CameraCounts:
+        """This camera's delivery counts in the shared publisher."""
+        return self.publisher.camera(self.camera_id)
+
     def dropped_total(self) -> int:
         """Frames that reached us but not the broker, for any reason."""
-        return self.source.skipped + sum(self.dropped.values()) + sum(self.publisher.dropped.values())
+        return self.source.skipped + sum(self.dropped.values()) + sum(self.counts().dropped.values())
+
+    def start(self) -> threading.Thread:
+        """Run in a thread of its own: a camera that hangs or reconnects holds up only itself."""
+        thread = threading.Thread(target=self.run, name=f"pipeline-{self.camera_id}", daemon=True)
+        thread.start()
+        return thread
 
 
 class StatusLine:
-    """Once a second on a terminal: fps, kbit/s, drops and camera state, rewritten in place."""
+    """Once a second on a terminal: one line per camera (fps, kbit/s, drops, camera state),
+    rewritten in place."""
 
-    def __init__(self, pipeline: ProducerPipeline, stop: threading.Event) -> None:
-        self._pipeline = pipeline
+    def __init__(self, pipelines: list[ProducerPipeline], stop: threading.Event) -> None:
+        self._pipelines = pipelines
         self._stop = stop
         self._thread = threading.Thread(target=self._run, name="status", daemon=True)
 
@@ -73,14 +85,25 @@ class StatusLine:
             self._thread.start()
 
     def _run(self) -> None:
-        p = self._pipeline
-        prev_t, prev_sent, prev_bytes = time.monotonic(), p.publisher.sent, p.publisher.sent_bytes
+        pipelines = self._pipelines
+        width = max(len(p.camera_id) for p in pipelines)
+        prev_t = time.monotonic()
+        prev = [(p.counts().sent, p.counts().sent_bytes) for p in pipelines]
+        shown = False
         while not self._stop.wait(1.0):
-            now, sent, sent_bytes = time.monotonic(), p.publisher.sent, p.publisher.sent_bytes
+            now = time.monotonic()
             dt = max(now - prev_t, 1e-6)
-            sys.stderr.write(f"\r{p.camera_id}: {(sent - prev_sent) / dt:5.1f} fps  "
-                             f"{(sent_bytes - prev_bytes) * 8 / 1000 / dt:8.0f} kbit/s  "
+            lines = []
+            for i, p in enumerate(pipelines):
+                counts = p.counts()
+                sent, sent_bytes = counts.sent, counts.sent_bytes
+                lines.append(f"{p.camera_id:<{width}}: {(sent - prev[i][0]) / dt:5.1f} fps  "
+                             f"{(sent_bytes - prev[i][1]) * 8 / 1000 / dt:8.0f} kbit/s  "
                              f"dropped {p.dropped_total():6d}  camera {p.source.state:<12}")
+                prev[i] = (sent, sent_bytes)
+            up = f"\x1b[{len(lines) - 1}F" if shown and len(lines) > 1 else ""  # back to the first line
+            sys.stderr.write(up + "\r" + "\x1b[K\n".join(lines) + "\x1b[K")
             sys.stderr.flush()
-            prev_t, prev_sent, prev_bytes = now, sent, sent_bytes
+            shown = True
+            prev_t = now
         sys.stderr.write("\n")

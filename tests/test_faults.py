@@ -63,13 +63,13 @@ def http_status(url: str, timeout: float = 3.0) -> int:
 
 
 def scrape(url: str) -> dict[str, float]:
-    """Prometheus samples by name (labels folded in as name{label=value}), summed."""
+    """Prometheus samples by name (labels but camera folded in as name{label=value}), summed over cameras."""
     with urllib.request.urlopen(url, timeout=5) as res:
         text = res.read().decode()
     samples: Counter[str] = Counter()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "camera")
             samples[f"{sample.name}{{{labels}}}" if labels else sample.name] += sample.value
     return dict(samples)
 
