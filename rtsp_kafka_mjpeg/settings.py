@@ -197,6 +197,13 @@ class KafkaSettings:
         return config
 
 
+def kafka_client_option() -> Any:
+    """Which Kafka client library the frame path uses (producer.py and consumer.py; one key)."""
+    return option("kafka-python", "KAFKA_CLIENT", "--kafka-client",
+                  "kafka-python (pure Python) or confluent-kafka (librdkafka: ~10x less CPU per frame, for many "
+                  "cameras)", choice("kafka-python", "confluent-kafka"))
+
+
 @dataclasses.dataclass(frozen=True)
 class ProducerSettings(KafkaSettings):
     """producer.py: camera -> JPEG -> Kafka."""
@@ -208,9 +215,7 @@ class ProducerSettings(KafkaSettings):
                           "many cameras in one process: id=source, repeat the flag (in config.env: "
                           "space-separated); when set, CAMERA_SOURCE and CAMERA_ID are not used",
                           camera_specs, repeat=True)
-    kafka_client: str = option("kafka-python", "KAFKA_CLIENT", "--kafka-client",
-                               "kafka-python (pure Python) or confluent-kafka (librdkafka: ~10x less CPU per "
-                               "frame, for many cameras)", choice("kafka-python", "confluent-kafka"))
+    kafka_client: str = kafka_client_option()
     rtsp_transport: str = option("tcp", "RTSP_TRANSPORT", "--rtsp-transport", "tcp or udp", choice("tcp", "udp"))
     open_timeout_s: float = option(10.0, "SOURCE_OPEN_TIMEOUT_S", "--open-timeout",
                                    "seconds to wait for the camera to open", float_range(0.5, 300))
@@ -307,6 +312,7 @@ class ConsumerSettings(KafkaSettings):
     viewer_password: str = option("", "VIEWER_PASSWORD", "--viewer-password", "HTTP basic auth password",
                                   secret=True)
     results_topic: str = results_topic_option()
+    kafka_client: str = kafka_client_option()
 
 
 @dataclasses.dataclass(frozen=True)
