@@ -87,6 +87,16 @@ def topic() -> str:
     return f"frames-{uuid.uuid4().hex[:10]}"
 
 
+KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
+
+
+@pytest.fixture(params=KAFKA_CLIENTS)
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """KAFKA_CLIENT for a producer test that exercises the Kafka client: it runs once per client.
+    A producer subprocess gets it through app_env(..., KAFKA_CLIENT=kafka_client)."""
+    return request.param
+
+
 class App:
     """A producer.py or consumer.py subprocess with its log file."""
 

@@ -94,22 +94,25 @@ def record_sizes(kafka, topic: str, count: int) -> list[int]:
     return sizes
 
 
-def test_frames_over_the_record_limit_are_shrunk_and_said_once(kafka, topic, start_app, noise_video) -> None:
+def test_frames_over_the_record_limit_are_shrunk_and_said_once(kafka, topic, start_app, noise_video,
+                                                               kafka_client) -> None:
     limit = 256 * 1024
-    producer = start_app("producer.py", app_env(kafka.bootstrap, topic, KAFKA_MAX_MESSAGE_BYTES=str(limit)),
+    env = app_env(kafka.bootstrap, topic, KAFKA_MAX_MESSAGE_BYTES=str(limit), KAFKA_CLIENT=kafka_client)
+    producer = start_app("producer.py", env,
                          "--source", str(noise_video), "--jpeg-quality", "100", "--camera-id", "noise")
     sizes = record_sizes(kafka, topic, 10)
     assert len(sizes) >= 10 and max(sizes) <= limit
     assert producer.log().count("exceeds the") == 1
 
 
-def test_an_existing_topic_with_a_smaller_limit_is_respected(kafka, topic, start_app, noise_video) -> None:
+def test_an_existing_topic_with_a_smaller_limit_is_respected(kafka, topic, start_app, noise_video,
+                                                             kafka_client) -> None:
     admin = KafkaAdminClient(**kafka.client_config())
     admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1,
                                  "configs": {"max.message.bytes": "150000"}}})
     admin.close()
-    producer = start_app("producer.py", app_env(kafka.bootstrap, topic), "--source", str(noise_video),
-                         "--jpeg-quality", "95", "--camera-id", "noise")
+    producer = start_app("producer.py", app_env(kafka.bootstrap, topic, KAFKA_CLIENT=kafka_client),
+                         "--source", str(noise_video), "--jpeg-quality", "95", "--camera-id", "noise")
     sizes = record_sizes(kafka, topic, 10)
     assert len(sizes) >= 10 and max(sizes) <= 150000 - 4096
     assert "accepts records up to 150000 bytes" in producer.log()

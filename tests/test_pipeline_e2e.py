@@ -28,14 +28,26 @@ def decode(part: Part) -> np.ndarray:
     return image
 
 
-@pytest.fixture
-def pipeline(kafka, camera, topic, start_app) -> tuple[App, App]:
-    """A producer publishing the test camera and a consumer serving its topic."""
+def start_pipeline(kafka, camera, topic, start_app, kafka_client: str = "kafka-python") -> tuple[App, App]:
+    """A producer publishing the test camera with `kafka_client` and a consumer serving its topic."""
     env = app_env(kafka.bootstrap, topic)
-    producer = start_app("producer.py", env, "--source", camera.url, "--camera-id", "door")
+    producer = start_app("producer.py", {**env, "KAFKA_CLIENT": kafka_client}, "--source", camera.url,
+                         "--camera-id", "door")
     consumer = start_app("consumer.py", env)
     assert wait_for(lambda: len(read_parts(f"{consumer.url}/video_feed", 1, 5)) == 1, 30), producer.log()
     return producer, consumer
+
+
+@pytest.fixture
+def pipeline(kafka, camera, topic, start_app) -> tuple[App, App]:
+    """The viewer side's tests: the default client only (the client's own tests run with both)."""
+    return start_pipeline(kafka, camera, topic, start_app)
+
+
+@pytest.fixture
+def client_pipeline(kafka, camera, topic, start_app, kafka_client) -> tuple[App, App]:
+    """The pipeline once per KAFKA_CLIENT."""
+    return start_pipeline(kafka, camera, topic, start_app, kafka_client)
 
 
 def test_video_feed_streams_valid_changing_jpegs_of_the_camera_size(pipeline) -> None:
@@ -61,8 +73,9 @@ def test_video_feed_selects_a_camera_and_404s_an_unknown_one(pipeline) -> None:
     viewer.close()
 
 
-def test_records_carry_camera_key_and_metadata_headers(kafka, camera, topic, start_app) -> None:
-    start_app("producer.py", app_env(kafka.bootstrap, topic), "--source", camera.url, "--camera-id", "door")
+def test_records_carry_camera_key_and_metadata_headers(kafka, camera, topic, start_app, kafka_client) -> None:
+    start_app("producer.py", app_env(kafka.bootstrap, topic, KAFKA_CLIENT=kafka_client), "--source", camera.url,
+              "--camera-id", "door")
     consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest",
                              consumer_timeout_ms=20000)
     record = next(iter(consumer))
@@ -96,8 +109,9 @@ def test_two_simultaneous_viewers_each_get_nearly_every_frame(pipeline) -> None:
         assert span >= CAMERA_FPS * 3
 
 
-def test_producer_exits_cleanly_on_sigterm(kafka, camera, topic, start_app) -> None:
-    producer = start_app("producer.py", app_env(kafka.bootstrap, topic), "--source", camera.url)
+def test_producer_exits_cleanly_on_sigterm(kafka, camera, topic, start_app, kafka_client) -> None:
+    producer = start_app("producer.py", app_env(kafka.bootstrap, topic, KAFKA_CLIENT=kafka_client),
+                         "--source", camera.url)
     assert wait_for(lambda: "publishing camera" in producer.log(), 30)
     producer.proc.send_signal(signal.SIGTERM)
     assert producer.wait(15) == 0
@@ -120,9 +134,12 @@ def test_consumer_stops_on_ctrl_c_with_a_viewer_attached_and_no_traceback(kafka,
     assert "Traceback" not in consumer.log() and "SystemExit" not in consumer.log(), consumer.log()
 
 
-@pytest.mark.parametrize("script", ["producer.py", "consumer.py"])
-def test_unreachable_broker_gives_one_line_and_non_zero_exit(script, topic, start_app) -> None:
-    env = app_env(f"127.0.0.1:{free_port()}", topic, KAFKA_CONNECT_TIMEOUT_S="2")
+@pytest.mark.parametrize(("script", "kafka_client"),
+                         [("producer.py", "kafka-python"), ("producer.py", "confluent-kafka"),
+                          ("consumer.py", "kafka-python")],  # the consumer has one client
+                         indirect=["kafka_client"])
+def test_unreachable_broker_gives_one_line_and_non_zero_exit(script, kafka_client, topic, start_app) -> None:
+    env = app_env(f"127.0.0.1:{free_port()}", topic, KAFKA_CONNECT_TIMEOUT_S="2", KAFKA_CLIENT=kafka_client)
     app = start_app(script, env, wait_http=False)
     assert app.wait(30) != 0
     lines = app.log().strip().splitlines()
@@ -183,8 +200,8 @@ def test_producer_shows_a_status_line_on_a_terminal(kafka, camera, topic) -> Non
     assert "fps" in status and "kbit/s" in status and "dropped" in status and "streaming" in status, status
 
 
-def test_producer_logs_state_changes_not_frames(pipeline) -> None:
-    producer, consumer = pipeline
+def test_producer_logs_state_changes_not_frames(client_pipeline) -> None:
+    producer, consumer = client_pipeline
     frames = read_parts(f"{consumer.url}/video_feed", CAMERA_FPS * 3, 15)
     assert len(frames) == CAMERA_FPS * 3  # 3 s of video went through while the log was written
     lines = producer.log().strip().splitlines()

@@ -1,6 +1,7 @@
 """FramePublisher's own bookkeeping (unit): what is counted, when the KafkaProducer is replaced,
 what is logged, and that closing never raises. A fake producer stands in for kafka-python here
-only; tests/test_cluster.py proves the same behaviour on a real three-node cluster."""
+only; tests/test_cluster.py proves the same behaviour on a real three-node cluster. The last tests
+run FramePublisher on the real broker once per KAFKA_CLIENT: both clients count alike."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.errors import KafkaError, KafkaTimeoutError, NotEnoughReplicasError, OutOfOrderSequenceNumberError
 
+from harness.ports import free_port
+from rtsp_kafka_mjpeg.broker_check import BrokerUnavailable
 from rtsp_kafka_mjpeg.frame import Frame
-from rtsp_kafka_mjpeg.publisher import DeliveryLog, FramePublisher, SeqRanges, stall_after_s
+from rtsp_kafka_mjpeg.publisher import DeliveryLog, FramePublisher, SeqRanges, prepare_topic, stall_after_s
 from rtsp_kafka_mjpeg.settings import ProducerSettings
 
 JPEG = b"\xff\xd8" + b"x" * 996 + b"\xff\xd9"  # 1000 bytes
@@ -239,3 +243,52 @@ def test_close_with_stuck_frames_returns_within_its_timeout_and_never_raises() -
     assert time.monotonic() - started < 2.0
     assert stuck.closed.is_set()
     assert pub.dropped == {"unsent_at_exit": 1} and pub.inflight_bytes == 0
+
+
+# -- on the real broker, once per KAFKA_CLIENT ---------------------------------------------------------
+
+def real_settings(kafka, topic: str, kafka_client: str, **overrides: Any) -> ProducerSettings:
+    return ProducerSettings(bootstrap_servers=kafka.bootstrap, topic=topic, kafka_client=kafka_client,
+                            connect_timeout_s=5.0, **overrides)
+
+
+def test_with_each_client_every_frame_reaches_the_broker_and_is_counted_once(kafka, topic, kafka_client) -> None:
+    cfg = real_settings(kafka, topic, kafka_client, acks="all")
+    prepare_topic(cfg)
+    pub = FramePublisher(cfg)
+    for seq in range(1, 31):
+        assert pub.publish(frame(seq, "door"))
+    pub.close(timeout_s=10)
+    assert (pub.sent, dict(pub.dropped), pub.inflight_bytes) == (30, {}, 0)
+    assert str(pub.camera("door").acknowledged) == "1-30"
+    consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    seqs = [int(dict(record.headers)["seq"]) for _, record in zip(range(30), consumer, strict=False)]
+    consumer.close()
+    assert sorted(seqs) == list(range(1, 31))
+
+
+def test_with_each_client_a_record_too_large_fails_as_message_size_too_large(
+        kafka, topic, kafka_client, caplog: pytest.LogCaptureFixture) -> None:
+    admin = KafkaAdminClient(**kafka.client_config())
+    admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1,
+                                 "configs": {"max.message.bytes": "20000"}}})
+    admin.close()
+    # Not prepare_topic: it would keep frames under the topic's limit. Over the topic's limit: the
+    # broker refuses the record; over the producer's own request limit: the client refuses it.
+    pub = FramePublisher(real_settings(kafka, topic, kafka_client, max_message_bytes=64 * 1024))
+    over_topic = Frame("door", time.time_ns(), 1, 8, 8, b"\xff\xd8" + bytes(40_000) + b"\xff\xd9")
+    over_request = Frame("door", time.time_ns(), 2, 8, 8, b"\xff\xd8" + bytes(100_000) + b"\xff\xd9")
+    pub.publish(over_topic)
+    assert not pub.publish(over_request)
+    pub.close(timeout_s=10)
+    assert pub.sent == 0 and pub.dropped == {"send_failed:MessageSizeTooLargeError": 2}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "rtsp_kafka_mjpeg.publisher"
+                and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("Kafka delivery failing (MessageSizeTooLargeError"), warnings
+
+
+def test_with_each_client_an_unreachable_broker_fails_the_publisher_with_one_clear_message(kafka_client) -> None:
+    cfg = ProducerSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_client=kafka_client,
+                           connect_timeout_s=1.0)
+    with pytest.raises(BrokerUnavailable, match=r"^cannot reach Kafka at 127\.0\.0\.1:\d+ within 1 s"):
+        FramePublisher(cfg)
