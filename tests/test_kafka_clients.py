@@ -1,0 +1,156 @@
+"""KAFKA_CLIENT=confluent-kafka beside kafka-python: the same records byte for byte on the real
+broker, the same log lines through a broker crash, librdkafka's errors read as kafka-python's, and
+every producer setting handed to librdkafka."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import KafkaError as RdError
+from conftest import app_env, read_parts, wait_for
+from kafka import KafkaConsumer
+from kafka import errors as kerr
+
+from harness.kafka_broker import KafkaBroker
+from harness.ports import free_port
+from rtsp_kafka_mjpeg.confluent_producer import kafka_error, librdkafka_config
+from rtsp_kafka_mjpeg.frame import Frame
+from rtsp_kafka_mjpeg.publisher import (
+    STATE_ERRORS,
+    FramePublisher,
+    needs_new_producer,
+    prepare_topic,
+    producer_config,
+)
+from rtsp_kafka_mjpeg.settings import ProducerSettings
+
+OUTAGE_S = 12  # longer than the delivery timeout (5 s): frames must expire while the broker is down
+CAPTURED_NS = time.time_ns() - 60 * 10**9  # recent: the broker keeps the topic's records for an hour
+
+
+def frames() -> list[Frame]:
+    """Two cameras' frames, each JPEG different, capture times 1/30 s apart (not a whole ms)."""
+    return [Frame(camera, CAPTURED_NS + seq * 33_333_333, seq, 64, 48,
+                  b"\xff\xd8" + bytes([seq % 256]) * (1000 + seq) + camera.encode() + b"\xff\xd9")
+            for seq in range(1, 21) for camera in ("door", "yard")]
+
+
+def publish_all(kafka: KafkaBroker, client: str, topic: str) -> None:
+    settings = ProducerSettings(bootstrap_servers=kafka.bootstrap, topic=topic, kafka_client=client, acks="all")
+    prepare_topic(settings)
+    pub = FramePublisher(settings)
+    for frame in frames():
+        assert pub.publish(frame)
+    pub.close(timeout_s=10)
+    assert pub.sent == len(frames()), dict(pub.dropped)
+
+
+def records(kafka: KafkaBroker, topic: str) -> list[tuple[object, ...]]:
+    """(partition, timestamp, timestamp type, key, headers, value) of every record, by camera and seq."""
+    consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    found = [(r.partition, r.timestamp, r.timestamp_type, r.key, r.headers, r.value)
+             for _, r in zip(range(len(frames())), consumer, strict=False)]
+    consumer.close()
+    return sorted(found, key=lambda r: (r[3], r[1]))
+
+
+def test_both_clients_write_byte_identical_records(kafka) -> None:
+    written = {}
+    for client in ("kafka-python", "confluent-kafka"):
+        topic = f"same-{client}-{uuid.uuid4().hex[:8]}"
+        publish_all(kafka, client, topic)
+        written[client] = records(kafka, topic)
+    assert len(written["kafka-python"]) == len(frames())
+    assert written["confluent-kafka"] == written["kafka-python"], "value, key, headers, partition or timestamp differ"
+    expected = sorted((f.kafka_key(), f.capture_ts_ns // 1_000_000, f.jpeg) for f in frames())
+    assert [(key, ts, value) for _, ts, _, key, _, value in written["confluent-kafka"]] == expected
+    assert {kind for _, _, kind, *_ in written["confluent-kafka"]} == {0}, "timestamps are CreateTime"
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    (RdError._MSG_TIMED_OUT, kerr.KafkaTimeoutError),
+    (RdError.NOT_ENOUGH_REPLICAS, kerr.NotEnoughReplicasError),
+    (RdError.MSG_SIZE_TOO_LARGE, kerr.MessageSizeTooLargeError),
+    (RdError.NOT_LEADER_FOR_PARTITION, kerr.NotLeaderForPartitionError),
+    (RdError.OUT_OF_ORDER_SEQUENCE_NUMBER, kerr.OutOfOrderSequenceNumberError),
+    (RdError.UNKNOWN_PRODUCER_ID, kerr.UnknownProducerIdError),
+    (RdError.PRODUCER_FENCED, kerr.ProducerFencedError),
+    (RdError._FENCED, kerr.ProducerFencedError),
+    (RdError._FATAL, kerr.IllegalStateError),
+    (RdError._TRANSPORT, kerr.KafkaConnectionError),
+    (RdError._ALL_BROKERS_DOWN, kerr.KafkaConnectionError),
+    (RdError._PURGE_QUEUE, kerr.IllegalStateError),
+    (RdError._AUTHENTICATION, kerr.SaslAuthenticationFailedError),
+])
+def test_librdkafka_errors_become_the_errors_kafka_python_raises(code: int, expected: type) -> None:
+    assert type(kafka_error(RdError(code))) is expected
+
+
+def test_a_fatal_librdkafka_error_always_gets_a_new_producer() -> None:
+    fatal = kafka_error(RdError(RdError.TOPIC_AUTHORIZATION_FAILED, fatal=True))
+    assert isinstance(fatal, STATE_ERRORS) and needs_new_producer(fatal)
+    assert not needs_new_producer(kafka_error(RdError(RdError._MSG_TIMED_OUT))), "an expiry keeps the producer"
+    cause = RdError(RdError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True)
+    assert type(kafka_error(RdError(RdError._FATAL), fatal_cause=cause)) is kerr.OutOfOrderSequenceNumberError
+
+
+def test_librdkafka_gets_every_producer_setting() -> None:
+    settings = ProducerSettings(bootstrap_servers="a:1,b:2", acks="all", linger_ms=3, delivery_timeout_ms=5000,
+                                max_message_bytes=1 << 20, security_protocol="SASL_SSL",
+                                sasl_mechanism="SCRAM-SHA-256", sasl_username="cam", sasl_password="pw",
+                                ssl_cafile="/etc/ca.pem", kafka_client="confluent-kafka")
+    conf = librdkafka_config(producer_config(settings))  # raises on any argument it cannot translate
+    assert conf["bootstrap.servers"] == "a:1,b:2" and conf["client.id"] == "rtsp-kafka-mjpeg"
+    assert (conf["acks"], conf["enable.idempotence"], conf["linger.ms"]) == ("all", True, 3)
+    assert conf["message.max.bytes"] == (1 << 20) + 4096 and conf["compression.type"] == "none"
+    assert 4000 <= conf["message.timeout.ms"] <= 5000 and conf["request.timeout.ms"] == 2498
+    assert (conf["retries"], conf["retry.backoff.ms"], conf["reconnect.backoff.max.ms"]) == (20, 50, 500)
+    assert (conf["security.protocol"], conf["sasl.mechanism"]) == ("sasl_ssl", "SCRAM-SHA-256")
+    assert (conf["sasl.username"], conf["sasl.password"], conf["ssl.ca.location"]) == ("cam", "pw", "/etc/ca.pem")
+    assert conf["queue.buffering.max.kbytes"] * 1024 > settings.max_inflight_bytes
+    acks_one = librdkafka_config(producer_config(ProducerSettings(acks="1")))
+    assert (acks_one["acks"], acks_one["enable.idempotence"]) == ("1", False)
+
+
+@pytest.fixture
+def crash_broker() -> Iterator[KafkaBroker]:
+    """A broker of this test alone, on a fixed port so clients find it again after a restart."""
+    broker = KafkaBroker(port=free_port())
+    broker.start()
+    yield broker
+    broker.close()
+
+
+FAILING = re.compile(r"WARNING rtsp_kafka_mjpeg\.publisher: Kafka delivery failing \(KafkaTimeoutError: .+\); "
+                     r"dropping frames until it recovers$")
+RESUMED = re.compile(r"INFO rtsp_kafka_mjpeg\.publisher: Kafka delivery resumed after [\d.]+s "
+                     r"\(frames failed: \d+ KafkaTimeoutError\)$")
+
+
+@pytest.mark.slow
+def test_the_confluent_client_rides_out_a_broker_crash_with_kafka_pythons_log_lines(
+        crash_broker, camera, topic, start_app) -> None:
+    env = app_env(crash_broker.bootstrap, topic, KAFKA_CLIENT="confluent-kafka")
+    producer = start_app("producer.py", env, "--source", camera.url, "--camera-id", "door")
+    consumer = start_app("consumer.py", app_env(crash_broker.bootstrap, topic))
+    assert wait_for(lambda: len(read_parts(f"{consumer.url}/video_feed", 1, 5)) == 1, 40), producer.log()
+
+    crash_broker.kill()
+    time.sleep(OUTAGE_S)  # the fault's length: frames expire meanwhile
+    assert producer.proc.poll() is None, producer.log()
+    crash_broker.start()
+    assert wait_for(lambda: "Kafka delivery resumed" in producer.log(), 30), producer.log()
+    restarted_at = time.time_ns()
+    assert wait_for(lambda: any(p.capture_ts_ns > restarted_at for p in read_parts(
+        f"{consumer.url}/video_feed", 3, 5)), 30), "no new frame reached the viewer after the broker's return"
+    assert producer.stop() == 0
+
+    lines = [line.split(" ", 2)[2] for line in producer.log().splitlines()]  # without the date and time
+    not_info = [line for line in lines if not line.startswith("INFO ")]
+    assert len(not_info) == 1 and FAILING.match(not_info[0]), not_info
+    assert sum(bool(RESUMED.match(line)) for line in lines) == 1, lines
+    assert not any("replaced" in line or "Traceback" in line for line in lines), lines
