@@ -7,6 +7,7 @@ waits for it so a test never races the camera.
 Use::
 
     cam = RtspCamera(width=1280, height=720, fps=30)   # live x264 test pattern (~21% CPU)
+    cam = RtspCamera(mjpeg=True)                       # MJPEG camera: jpegenc quality 60 over RTP
     cam = RtspCamera(clip=make_clip(1280, 720, 30), fps=30)   # looped clip (~1% CPU)
     cam = RtspCamera(username="u", password="p")       # cam.url embeds the credentials
     cam = RtspCamera(hang=True)                        # accepts TCP, never answers
@@ -39,7 +40,7 @@ READY_PREFIX = "rtsp camera ready at "
 
 
 class RtspCamera:
-    """A GStreamer RTSP server on 127.0.0.1 serving H.264 at ``/cam``, restartable on its port."""
+    """A GStreamer RTSP server on 127.0.0.1 serving H.264 (or MJPEG) at ``/cam``, restartable on its port."""
 
     def __init__(
         self,
@@ -51,6 +52,8 @@ class RtspCamera:
         username: str | None = None,
         password: str | None = None,
         hang: bool = False,
+        mjpeg: bool = False,
+        jpeg_quality: int = 60,
         path: str = "/cam",
         ready_timeout: float = 20.0,
     ) -> None:
@@ -59,6 +62,7 @@ class RtspCamera:
         self.clip = Path(clip).resolve() if clip else None
         self.username, self.password = username, password
         self.hang = hang
+        self.mjpeg, self.jpeg_quality = mjpeg, jpeg_quality
         self.path = path if path.startswith("/") else "/" + path
         self.ready_timeout = ready_timeout
         self._log_dir = Path(tempfile.mkdtemp(prefix="rtsp-camera-"))
@@ -106,6 +110,8 @@ class RtspCamera:
         ]
         if self.clip:
             argv += ["--clip", str(self.clip)]
+        if self.mjpeg:
+            argv += ["--mjpeg", "--jpeg-quality", str(self.jpeg_quality)]
         if self.username is not None:
             argv += ["--username", self.username, "--password", self.password or ""]
         if self.hang:

@@ -6,6 +6,8 @@ on purpose: it must not import the harness package or anything from the venv.
 
 Modes:
   live (default)  videotestsrc ball + time overlay, encoded by x264 live, so every frame differs.
+  --mjpeg        the same moving pattern as JPEG over RTP (jpegenc ! rtpjpegpay, RFC 2435), like an
+                  MJPEG IP camera; ``--jpeg-quality`` sets the camera's own encoder quality.
   --clip FILE     a pre-encoded H.264 elementary stream (``harness.clips.make_clip``) looped and
                   re-packetized without re-encoding: near-free camera for benchmarks.
   --hang          a plain TCP server that accepts connections and never answers (hung camera).
@@ -35,6 +37,20 @@ def live_launch(width: int, height: int, fps: int) -> str:
         f'! timeoverlay font-desc="Sans 48" '
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
         f"! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+
+
+def mjpeg_launch(width: int, height: int, fps: int, quality: int) -> str:
+    """Encode the moving pattern as JPEG, one picture per frame, sent as RTP/JPEG (payload 26).
+
+    RTP/JPEG carries 4:2:0 or 4:2:2 only (rtpjpegpay rejects 4:4:4 "Invalid component"): force I420.
+    """
+    return (
+        f"( videotestsrc is-live=true pattern=ball "
+        f"! video/x-raw,width={width},height={height},framerate={fps}/1 "
+        f'! timeoverlay font-desc="Sans 48" '
+        f"! videoconvert ! video/x-raw,format=I420 ! jpegenc quality={quality} "
+        f"! rtpjpegpay name=pay0 pt=26 )"
     )
 
 
@@ -110,6 +126,8 @@ def serve_rtsp(args: argparse.Namespace) -> int:
     if args.clip:
         factory.set_launch(clip_launch(args.clip, args.fps))
         factory.connect("media-configure", lambda _f, media: copy_dts_to_pts(media))
+    elif args.mjpeg:
+        factory.set_launch(mjpeg_launch(args.width, args.height, args.fps, args.jpeg_quality))
     else:
         factory.set_launch(live_launch(args.width, args.height, args.fps))
     factory.set_shared(True)  # one encoder for all viewers, like a real camera
@@ -145,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--clip", help=".h264 elementary stream to loop (fps must match)")
+    parser.add_argument("--mjpeg", action="store_true", help="serve JPEG over RTP instead of H.264")
+    parser.add_argument("--jpeg-quality", type=int, default=60, help="the MJPEG camera's encoder quality")
     parser.add_argument("--username")
     parser.add_argument("--password")
     parser.add_argument("--hang", action="store_true")

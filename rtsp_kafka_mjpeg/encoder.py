@@ -2,6 +2,10 @@
 
 A JPEG that would exceed the record limit is re-encoded at lower quality, then smaller scale,
 so the broker never has to reject a frame; if nothing fits, the frame is dropped and counted.
+
+A camera's own JPEG (MJPEG passthrough, `Captured.jpeg`) is published byte for byte: re-encoding
+would cost CPU and lose quality for nothing. It is decoded and encoded as above only when a resize
+is configured or it is over the size limit.
 """
 
 from __future__ import annotations
@@ -19,8 +23,16 @@ log = logging.getLogger(__name__)
 _FALLBACKS = ((0.75, 1.0), (0.5, 1.0), (0.5, 0.75), (0.4, 0.5), (0.3, 0.25))
 
 
-class FrameTooLarge(ValueError):
+class FrameRejected(ValueError):
+    """The frame cannot be published (the pipeline counts and skips it)."""
+
+
+class FrameTooLarge(FrameRejected):
     """No fallback brought the JPEG under the size limit."""
+
+
+class UndecodableFrame(FrameRejected):
+    """A camera's JPEG had to be re-encoded but does not decode."""
 
 
 class JpegEncoder:
@@ -32,6 +44,8 @@ class JpegEncoder:
         self.height = height
         self.max_bytes = max_bytes
         self.shrunk = 0  # frames re-encoded smaller to fit the limit
+        self.passed_through = 0  # camera JPEGs published unchanged
+        self.reencoded = 0  # camera JPEGs decoded and encoded again (resize or size limit)
         self._warned = False
 
     def target_size(self, w: int, h: int) -> tuple[int, int]:
@@ -45,8 +59,22 @@ class JpegEncoder:
         return w, h
 
     def encode_captured(self, captured: Captured) -> tuple[bytes, int, int]:
-        """JPEG bytes, width and height for one captured frame."""
-        return self.encode(captured.image)
+        """JPEG bytes, width and height for one captured frame: the camera's own JPEG unchanged
+        when it needs no resize and fits the limit, else a fresh encode."""
+        jpeg = captured.jpeg
+        if jpeg is None:
+            assert captured.image is not None
+            return self.encode(captured.image)
+        w, h = captured.width, captured.height
+        if self.target_size(w, h) == (w, h) and len(jpeg) <= self.max_bytes:
+            self.passed_through += 1
+            return jpeg, w, h
+        try:
+            image = captured.picture()
+        except ValueError:
+            raise UndecodableFrame(f"camera JPEG of {len(jpeg)} bytes does not decode") from None
+        self.reencoded += 1
+        return self.encode(image)
 
     def encode(self, image: np.ndarray) -> tuple[bytes, int, int]:
         """JPEG bytes plus the encoded width and height."""
