@@ -1,4 +1,6 @@
-"""One KafkaConsumer per process, in a background thread, handing frames to a sink (the hub).
+"""One Kafka consumer per process, in a background thread, handing frames to a sink (the hub).
+KAFKA_CLIENT picks kafka-python's KafkaConsumer or librdkafka behind the same surface
+(confluent_consumer.ConfluentConsumer); both get consumer_config()'s arguments.
 
 Bad records are skipped and counted by reason, logged at most once per reason and interval,
 never shown and never allowed to stop the loop. Within one poll only the newest frame of each
@@ -24,6 +26,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from .confluent_consumer import ConfluentConsumer
 from .frame import BadRecord, Frame, frame_from_record
 from .metrics import ConsumerMetrics
 from .settings import ConsumerSettings
@@ -136,12 +139,32 @@ class BrokerProbe:
             self._client.close()
 
 
+def consumer_config(s: ConsumerSettings) -> dict[str, Any]:
+    """KafkaConsumer keyword arguments for the frame path (confluent_consumer translates the same)."""
+    fetch_bytes = s.max_message_bytes + FETCH_OVERHEAD
+    return dict(
+        **s.kafka_client_config(),
+        group_id=s.group_id or None,
+        auto_offset_reset=s.start_from,
+        enable_auto_commit=bool(s.group_id),
+        fetch_max_wait_ms=s.fetch_max_wait_ms,
+        fetch_min_bytes=1,
+        max_partition_fetch_bytes=fetch_bytes,
+        fetch_max_bytes=max(fetch_bytes, 64 * 1024 * 1024),
+        receive_message_max_bytes=max(100_000_000, fetch_bytes * 2),
+        max_poll_records=200,
+        # A failed connect to a dead leader asks for fresh metadata: retrying at least twice a second
+        # finds its successor within half a second of the election (1 s cost viewers ~1 s more).
+        reconnect_backoff_max_ms=500,
+    )
+
+
 class FrameSubscriber:
     """Polls the topic and hands valid frames to `sink` until stopped."""
 
     def __init__(self, settings: ConsumerSettings, sink: Callable[[Frame], None], metrics: ConsumerMetrics,
                  stop: threading.Event | None = None,
-                 consumer_factory: Callable[[], KafkaConsumer] | None = None,
+                 consumer_factory: Callable[[], Any] | None = None,
                  probe_factory: Callable[[], Any] | None = None) -> None:
         self._settings = settings
         self._sink = sink
@@ -150,7 +173,7 @@ class FrameSubscriber:
         self._new_consumer = consumer_factory or self._create_consumer
         self._warnings = RateLimitedWarnings()
         self._thread: threading.Thread | None = None
-        self._consumer: KafkaConsumer | None = None
+        self._consumer: Any = None  # KafkaConsumer or ConfluentConsumer (KAFKA_CLIENT)
         self._next_offsets: dict[Any, int] = {}  # partition -> offset after the last record handed on
         self._next_lag = 0.0
         self._connected_lock = threading.Lock()
@@ -163,28 +186,16 @@ class FrameSubscriber:
     def health(self) -> KafkaHealth:
         return KafkaHealth(self.connected, self._error, self._failures)
 
-    def _create_consumer(self) -> KafkaConsumer:
-        s = self._settings
-        fetch_bytes = s.max_message_bytes + FETCH_OVERHEAD
-        return KafkaConsumer(
-            s.topic,
-            **s.kafka_client_config(),
-            group_id=s.group_id or None,
-            auto_offset_reset=s.start_from,
-            enable_auto_commit=bool(s.group_id),
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            fetch_min_bytes=1,
-            max_partition_fetch_bytes=fetch_bytes,
-            fetch_max_bytes=max(fetch_bytes, 64 * 1024 * 1024),
-            receive_message_max_bytes=max(100_000_000, fetch_bytes * 2),
-            max_poll_records=200,
-            # A failed connect to a dead leader asks for fresh metadata: retrying at least twice a second
-            # finds its successor within half a second of the election (1 s cost viewers ~1 s more).
-            reconnect_backoff_max_ms=500,
-        )
+    def _create_consumer(self) -> Any:
+        """KAFKA_CLIENT's consumer on the topic: both take KafkaConsumer's keyword arguments."""
+        if self._settings.kafka_client == "confluent-kafka":
+            return ConfluentConsumer(self._settings.topic, **consumer_config(self._settings))
+        return KafkaConsumer(self._settings.topic, **consumer_config(self._settings))
 
     def _create_probe_client(self) -> KafkaConsumer:
-        """A second, group-less client for the probe: kafka-python clients are not thread-safe."""
+        """A second, group-less client for the probe: kafka-python clients are not thread-safe. It is
+        kafka-python whatever KAFKA_CLIENT says: its waits cooperate with consumer.py's gevent, where
+        librdkafka's metadata request would block every viewer, and one ask a second costs next to nothing."""
         return KafkaConsumer(**self._settings.kafka_client_config(), reconnect_backoff_max_ms=1000)
 
     def start(self) -> None:
@@ -242,7 +253,7 @@ class FrameSubscriber:
             self._warnings.warn("unexpected", f"the Kafka subscriber still fails ({kind}: {err}), "
                                               f"{self._failures} time(s) in a row")
 
-    def _update_lag(self, consumer: KafkaConsumer) -> None:
+    def _update_lag(self, consumer: Any) -> None:
         """Records behind the end of the log, summed over the partitions: from the highwater marks
         of the last fetches, no request of its own."""
         lag = 0
