@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from conftest import app_env, read_parts, wait_for
@@ -24,6 +25,7 @@ from rtsp_kafka_mjpeg.settings import ConsumerSettings
 from rtsp_kafka_mjpeg.subscriber import FrameSubscriber, consumer_config
 
 CLIENTS = ("kafka-python", "confluent-kafka")
+SCRAM_USER, SCRAM_PASSWORD = "viewer", "Scr4m-consumer-s3cret"
 SKIP_LINE = re.compile(r"skipping record at \S+: .*")
 
 
@@ -32,16 +34,18 @@ def frame(camera: str, seq: int) -> Frame:
     return Frame(camera, time.time_ns(), seq, 64, 48, b"\xff\xd8" + bytes([seq % 256]) * 500 + b"\xff\xd9")
 
 
-def send(bootstrap: str, topic: str, *records: tuple[bytes, bytes, list[tuple[str, bytes]]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0, max_block_ms=10_000)
+def send(bootstrap: str, topic: str, *records: tuple[bytes, bytes, list[tuple[str, bytes]]],
+         **client: Any) -> None:
+    """Records through kafka-python; `client`: KafkaBroker.client_config() for a secured listener."""
+    producer = KafkaProducer(**{"bootstrap_servers": bootstrap, **client}, acks=1, linger_ms=0, max_block_ms=10_000)
     for key, value, headers in records:
         producer.send(topic, key=key, value=value, headers=headers)
     producer.flush(10)
     producer.close()
 
 
-def send_frames(bootstrap: str, topic: str, frames: list[Frame]) -> None:
-    send(bootstrap, topic, *[(f.kafka_key(), f.jpeg, f.kafka_headers()) for f in frames])
+def send_frames(bootstrap: str, topic: str, frames: list[Frame], **client: Any) -> None:
+    send(bootstrap, topic, *[(f.kafka_key(), f.jpeg, f.kafka_headers()) for f in frames], **client)
 
 
 def metric(url: str, name: str, **labels: str) -> float:
@@ -146,3 +150,20 @@ def test_healthz_says_503_while_the_broker_is_down_and_200_with_frames_again_whe
     assert "Kafka subscriber lost the brokers" in log
     assert log.count("Kafka subscriber connected") >= 2
     assert "Traceback" not in log
+
+
+def test_over_sasl_ssl_with_scram_it_serves_frames_and_never_logs_the_password(topic, start_app) -> None:
+    with KafkaBroker(ssl=True, scram_users={SCRAM_USER: SCRAM_PASSWORD}) as broker:
+        client = broker.client_config(listener="sasl_ssl")
+        consumer = start_app("consumer.py", app_env(
+            broker.sasl_ssl_bootstrap, topic, KAFKA_CLIENT="confluent-kafka", LOG_LEVEL="DEBUG",
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="SCRAM-SHA-256",
+            KAFKA_SASL_USERNAME=SCRAM_USER, KAFKA_SASL_PASSWORD=SCRAM_PASSWORD, KAFKA_SSL_CAFILE=str(broker.ca_file)))
+        started_ns = time.time_ns()
+
+        def a_fresh_frame() -> bool:
+            send_frames(broker.sasl_ssl_bootstrap, topic, [frame("door", 1)], **client)
+            return any(p.capture_ts_ns > started_ns for p in read_parts(f"{consumer.url}/video_feed?camera=door", 1, 1))
+
+        assert wait_for(a_fresh_frame, 30, 0), consumer.log()
+        assert SCRAM_PASSWORD not in consumer.log()
