@@ -198,6 +198,7 @@ class ConfluentProducer:
         conf.update(logger=_RdLog(), error_cb=self._on_client_error)
         self._fatal: RdError | None = None
         self._errors_said: set[int] = set()
+        self._ready = False  # until the brokers answered once, a failure is the constructor's to raise
         self._closed = threading.Event()
         try:
             self._producer = confluent_kafka.Producer(conf)
@@ -212,6 +213,7 @@ class ConfluentProducer:
             self.close()
             raise kerr.KafkaTimeoutError(f"Failed to bootstrap within {bootstrap_s:g} s "
                                          f"({_raised(exc).__class__.__name__}: {_raised(exc)})") from None
+        self._ready = True
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None, timestamp_ms: int | None = None) -> Future:
@@ -291,11 +293,12 @@ class ConfluentProducer:
 
     def _on_client_error(self, err: RdError) -> None:
         """Client-level errors (not a record's): broker connections come and go, and FramePublisher
-        says so through the records' answers, so those stay at DEBUG; any other kind is said once."""
+        says so through the records' answers, so those stay at DEBUG; any other kind is said once.
+        At start-up the constructor raises instead (explained_failures makes that one line)."""
         if err.fatal():
             self._fatal = err
         code = err.code()
-        if code in _CONNECTION_CODES or code in self._errors_said:
+        if not self._ready or code in _CONNECTION_CODES or code in self._errors_said:
             log.debug("librdkafka: %s: %s", err.name(), err.str())
             return
         self._errors_said.add(code)

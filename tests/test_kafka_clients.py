@@ -51,7 +51,7 @@ def publish_all(kafka: KafkaBroker, client: str, topic: str) -> None:
 
 def records(kafka: KafkaBroker, topic: str) -> list[tuple[object, ...]]:
     """(partition, timestamp, timestamp type, key, headers, value) of every record, by camera and seq."""
-    consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest", consumer_timeout_ms=15000)
     found = [(r.partition, r.timestamp, r.timestamp_type, r.key, r.headers, r.value)
              for _, r in zip(range(len(frames())), consumer, strict=False)]
     consumer.close()

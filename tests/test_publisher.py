@@ -261,7 +261,7 @@ def test_with_each_client_every_frame_reaches_the_broker_and_is_counted_once(kaf
     pub.close(timeout_s=10)
     assert (pub.sent, dict(pub.dropped), pub.inflight_bytes) == (30, {}, 0)
     assert str(pub.camera("door").acknowledged) == "1-30"
-    consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest", consumer_timeout_ms=15000)
     seqs = [int(dict(record.headers)["seq"]) for _, record in zip(range(30), consumer, strict=False)]
     consumer.close()
     assert sorted(seqs) == list(range(1, 31))
