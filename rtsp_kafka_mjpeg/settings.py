@@ -200,8 +200,8 @@ class KafkaSettings:
 def kafka_client_option() -> Any:
     """Which Kafka client library the frame path uses (producer.py and consumer.py; one key)."""
     return option("kafka-python", "KAFKA_CLIENT", "--kafka-client",
-                  "kafka-python (pure Python) or confluent-kafka (librdkafka: ~10x less CPU per frame, for many "
-                  "cameras)", choice("kafka-python", "confluent-kafka"))
+                  "kafka-python (pure Python) or confluent-kafka (librdkafka: a fraction of the CPU per record, "
+                  "for many cameras)", choice("kafka-python", "confluent-kafka"))
 
 
 @dataclasses.dataclass(frozen=True)
