@@ -56,8 +56,10 @@ class KeyframeReader:
         self.max_fps = max_fps
         self._stop = stop
         try:
-            self._container = av.open(url, options={"rtsp_transport": rtsp_transport},
-                                      timeout=(open_timeout_s, read_timeout_s))
+            # analyzeduration: the stream info is known within a second; the 5 s default only delays.
+            self._container = av.open(
+                url, container_options={"rtsp_transport": rtsp_transport, "analyzeduration": "1000000"},
+                timeout=(open_timeout_s, read_timeout_s))
         except (av.FFmpegError, OSError) as err:
             raise KeyframeError(f"cannot open video source {display}: {type(err).__name__}") from None
         self._stream = self._container.streams.video[0]

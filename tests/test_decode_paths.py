@@ -225,3 +225,14 @@ def test_producer_at_one_fps_decodes_key_frames_only(kafka, camera, topic, start
     producer = start_app("producer.py", app_env(kafka.bootstrap, topic, MAX_FPS="1"), "--source", camera.url)
     assert wait_for_record(kafka, topic) is not None, producer.log()
     assert wait_for(lambda: "decoding key frames only" in producer.log(), 5)
+
+
+def test_key_frames_only_from_a_camera_that_needs_credentials() -> None:
+    with RtspCamera(width=CAMERA_W, height=CAMERA_H, fps=CAMERA_FPS, username="viewer", password="s3cret pw") as cam:
+        source = FrameSource(cam.url, max_fps=1.0)
+        source.start()
+        try:
+            got = collect(source, 4.0)
+            assert source.mode == "keyframes" and got and got[-1].image.shape == (CAMERA_H, CAMERA_W, 3)
+        finally:
+            source.stop()
