@@ -20,6 +20,7 @@ capture -> viewer latency flat; reported per client as the largest N that holds 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import zlib
 from pathlib import Path
@@ -134,6 +135,9 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
         trees = {"producer": stack.producer.tree(), "consumer": stack.consumer.tree(),
                  **{f"camera:{cid}": ProcTree(cam.pid or 0) for cid, cam in zip(ids, cameras, strict=True)},
                  **{f"viewers:{i}": ProcTree(r.pid) for i, r in enumerate(runs)}}
+        broker = ctx.services.broker.pid if ctx.services.broker is not None else None
+        if broker:
+            trees["broker"] = ProcTree(broker)
         for r in runs:
             r.wait_line("window-start")
         metrics_before = stack.consumer_metrics()
@@ -201,6 +205,8 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
         "cameras_cpu_pct": sum(w.cpu_pct(k) for k in trees if k.startswith("camera:")),
         "viewer_clients_cpu_pct": sum(w.cpu_pct(k) for k in trees if k.startswith("viewers:")),
         "machine_busy_pct": w.machine_busy_pct,
+        # the shared machine's other tenants: all cores' busy time minus every process of this point
+        "others_cpu_pct": w.machine_busy_pct * (os.cpu_count() or 1) - sum(w.cpu_pct(k) for k in trees),
         "viewers": len(viewer_fps),
         "viewer_fps_ratio_min": min(viewer_fps) / res.fps if viewer_fps else 0.0,
         "latency": lat,

@@ -355,7 +355,7 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
 
 
 CAPACITY_HEAD = ("client", "N", "fps/src min", "CPU/frame vs floor", "capture->viewer p50/p99 ms", "latency",
-                 "producer CPU", "RSS MB (/cam)", "consumer CPU", "cameras CPU", "machine busy", "goal")
+                 "producer CPU", "RSS MB (/cam)", "consumer CPU", "cameras CPU", "machine busy", "others", "goal")
 
 
 def capacity_table(c: dict[str, Any]) -> list[str]:
@@ -376,6 +376,7 @@ def capacity_table(c: dict[str, Any]) -> list[str]:
                 f"{'flat' if lat['flat'] else 'grows'} ({num(lat['growth_ms'], '{:+.1f}')})",
                 f"{p['producer_cpu_pct']:.0f}%", f"{p['producer_rss_mb']:.0f} ({p['producer_rss_per_camera_mb']:.0f})",
                 f"{p['consumer_cpu_pct']:.0f}%", f"{p['cameras_cpu_pct']:.0f}%", f"{p['machine_busy_pct']:.0f}%",
+                num(p.get("others_cpu_pct"), "{:.0f}", "%"),
                 "PASS" if p["holds"] else "FAIL"))
     widths = [max(len(str(r[i])) for r in table) for i in range(len(CAPACITY_HEAD))]
     lines = [" | ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in table]
@@ -422,7 +423,9 @@ CAPACITY_NOTES = """\
   its own partition (the topic's partition count gives every camera id a partition of its own under
   murmur2 and CRC32) over the window / (30 x window); "min" is the goal's figure. CPU/frame = the
   producer's CPU / all its records over the window, against the 720p floor (decode + encode of one
-  frame). RSS /cam = producer RSS / N. Cameras CPU = the N camera servers together.
+  frame). RSS /cam = producer RSS / N. Cameras CPU = the N camera servers together. Machine busy
+  = all cores (100% = both); others = % of one core used by processes not of this point (the
+  shared machine's other tenants: a figure measured while it is high is pessimistic).
 """
 
 WORKER_NOTES = """\
