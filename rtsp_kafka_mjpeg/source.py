@@ -67,11 +67,13 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame marke
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) of a complete JPEG (SOI first, EOI last, a frame header before the scan);
-    None for anything else, such as a truncated or partial packet."""
+    """(width, height) of a complete, self-contained JPEG: SOI first, EOI last, and a frame header
+    and Huffman tables before the scan (Motion-JPEG from some devices omits the tables, which not
+    every decoder supplies). None for anything else, such as a truncated or partial packet."""
     if len(data) < 8 or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
         return None
     i, n = 2, len(data)
+    size, tables = None, False
     while i + 4 <= n:
         if data[i] != 0xFF:
             return None
@@ -79,13 +81,13 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if marker in _SOF:
-            if i + 9 > n:
-                return None
+        if marker == 0xDA:  # start of scan: the header is complete
+            return size if tables else None
+        if marker == 0xC4:
+            tables = True
+        elif marker in _SOF and i + 9 <= n:
             h, w = int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
-            return (w, h) if w and h else None
-        if marker == 0xDA:  # scan data before any frame header
-            return None
+            size = (w, h) if w and h else None
         i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
     return None
 

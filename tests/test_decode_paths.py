@@ -142,6 +142,14 @@ def test_only_complete_jpegs_count_as_the_cameras_own() -> None:
     assert jpeg_size(jpeg[:-2]) is None  # no end of image: truncated
     assert jpeg_size(b"\x00\x00\x00\x01" + jpeg[4:]) is None  # not a JPEG (an H.264 start code)
     assert jpeg_size(b"\xff\xd8\xff\xda\x00\x02\xff\xd9") is None  # scan before any frame header
+    sos = jpeg.index(b"\xff\xda")
+    no_tables, i = bytearray(jpeg[:2]), 2
+    while i < sos:  # the same JPEG without its Huffman tables (as some MJPEG devices send it)
+        length = int.from_bytes(jpeg[i + 2:i + 4], "big")
+        if jpeg[i + 1] != 0xC4:
+            no_tables += jpeg[i:i + 2 + length]
+        i += 2 + length
+    assert jpeg_size(bytes(no_tables) + jpeg[sos:]) is None
 
 
 def test_h264_camera_is_decoded_as_before(camera) -> None:
