@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokerUnavailable as err:
         fail(PROG, str(err))
     sources = {camera: FrameSource(src, settings.rtsp_transport, settings.open_timeout_s, settings.read_timeout_s,
-                                   stop, settings.decode_threads) for camera, src in cameras}
+                                   stop, settings.decode_threads, mjpeg_passthrough=settings.mjpeg_passthrough,
+                                   max_fps=settings.max_fps, keyframes=settings.keyframe_decode)
+               for camera, src in cameras}
     failed = open_all(sources)
     if len(failed) == len(sources):
         publisher.close(timeout_s=1)

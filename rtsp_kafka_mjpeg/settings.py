@@ -226,6 +226,13 @@ class ProducerSettings(KafkaSettings):
                                  "0 lets FFmpeg choose (needed for 4K at 25-30 fps)", int_range(0, 64))
     max_fps: float = option(0.0, "MAX_FPS", "--max-fps", "publish at most this many frames/s (0: camera rate)",
                             float_range(0, 1000))
+    mjpeg_passthrough: bool = option(True, "MJPEG_PASSTHROUGH", "--mjpeg-passthrough",
+                                     "publish an MJPEG camera's own JPEGs unchanged (re-encoded only to resize or "
+                                     "fit the record limit)", boolean)
+    keyframe_decode: str = option("auto", "KEYFRAME_DECODE", "--keyframe-decode",
+                                  "auto: when MAX_FPS is at most a third of the camera's rate and key frames come "
+                                  "at least every ~1/MAX_FPS, decode key frames only; off: decode every frame",
+                                  choice("auto", "off"))
     width: int = option(0, "FRAME_WIDTH", "--width", "resize to this width (0: keep; height follows)",
                         int_range(0, 16384))
     height: int = option(0, "FRAME_HEIGHT", "--height", "resize to this height (0: keep; width follows)",

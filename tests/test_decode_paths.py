@@ -228,7 +228,6 @@ def test_producer_at_one_fps_publishes_about_one_valid_jpeg_a_second(kafka, came
         assert image.shape == (CAMERA_H, CAMERA_W, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="producer.py does not pass MAX_FPS to FrameSource(max_fps=...) yet")
 def test_producer_at_one_fps_decodes_key_frames_only(kafka, camera, topic, start_app) -> None:
     producer = start_app("producer.py", app_env(kafka.bootstrap, topic, MAX_FPS="1"), "--source", camera.url)
     assert wait_for_record(kafka, topic) is not None, producer.log()
