@@ -98,12 +98,16 @@ def wait_all_live(stack: Stack, ids: list[str], timeout: float = LIVE_TIMEOUT_S)
         time.sleep(0.3)
 
 
-def loads_librdkafka(pid: int) -> bool:
-    """Whether the process has confluent-kafka's extension mapped: which client it really runs."""
-    try:
-        return "confluent_kafka" in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return False
+def runs_librdkafka(pid: int) -> bool:
+    """Whether the process runs librdkafka's threads (``rdk:main``, ``rdk:broker...``): which client
+    it really uses (confluent-kafka's module is imported, hence mapped, whichever client is chosen)."""
+    for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
+        try:
+            if comm.read_text().startswith("rdk:"):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str, partitions: int) -> dict[str, Any]:
@@ -146,7 +150,7 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
         for r in runs:
             r.wait_line("window-end")
         end = snapshot(trees, {})
-        librdkafka = loads_librdkafka(stack.producer.pid)
+        librdkafka = runs_librdkafka(stack.producer.pid)
         parts_after = stack.counter.partition_counts()
         metrics_after = stack.consumer_metrics()
         w = Window(start, end)
