@@ -226,6 +226,10 @@ class ProducerSettings(KafkaSettings):
                                  "0 lets FFmpeg choose (needed for 4K at 25-30 fps)", int_range(0, 64))
     max_fps: float = option(0.0, "MAX_FPS", "--max-fps", "publish at most this many frames/s (0: camera rate)",
                             float_range(0, 1000))
+    decoder: str = option("opencv", "SOURCE_DECODER", "--decoder",
+                          "opencv (OpenCV's FFmpeg capture, decoded to BGR) or pyav (FFmpeg through PyAV: "
+                          "H.264/H.265 decoded to YUV and JPEG-encoded from YUV, skipping two colour conversions: "
+                          "less CPU per frame, for many cameras)", choice("opencv", "pyav"))
     mjpeg_passthrough: bool = option(True, "MJPEG_PASSTHROUGH", "--mjpeg-passthrough",
                                      "publish an MJPEG camera's own JPEGs unchanged (re-encoded only to resize or "
                                      "fit the record limit)", boolean)
