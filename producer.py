@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(PROG, str(err))
     sources = {camera: FrameSource(src, settings.rtsp_transport, settings.open_timeout_s, settings.read_timeout_s,
                                    stop, settings.decode_threads, mjpeg_passthrough=settings.mjpeg_passthrough,
-                                   max_fps=settings.max_fps, keyframes=settings.keyframe_decode)
+                                   max_fps=settings.max_fps, keyframes=settings.keyframe_decode,
+                                   decoder=settings.decoder)
                for camera, src in cameras}
     failed = open_all(sources)
     if len(failed) == len(sources):

@@ -1,4 +1,4 @@
-"""OpenCV capture in its own thread, keeping only the newest frame.
+"""Camera capture in its own thread (OpenCV or PyAV), keeping only the newest frame.
 
 A slow encoder or broker therefore skips frames instead of letting latency grow, and a lost
 camera is reopened with capped exponential backoff and jitter (tenacity) until stopped.
@@ -9,10 +9,16 @@ Cheaper paths, chosen after each open (``FrameSource.mode``):
                  CPU a frame instead of ~2 ms decode + ~1.6 ms re-encode at 720p). A packet that is
                  not one complete JPEG (SOI .. SOF .. EOI) is decoded instead.
   ``keyframes``  a live H.264/HEVC camera published at ``max_fps`` well below its rate: PyAV decodes
-                 key frames only (`keyframes.KeyframeReader`). Used when ``max_fps > 0``, the camera
+                 key frames only (`pyav_reader.PyavReader`). Used when ``max_fps > 0``, the camera
                  announces at least 3x that rate, PyAV is installed and ``keyframes="auto"``; the
                  reader itself falls back to decoding every frame while key frames come less often
                  than ``1/max_fps``, so MAX_FPS=1 needs a key frame at least every ~1.1 s.
+  ``pyav``       ``decoder="pyav"`` (SOURCE_DECODER): PyAV decodes every frame and hands out the
+                 decoder's YUV 4:2:0 planes (`Captured.yuv`), which the encoder writes as JPEG without
+                 the two colour conversions through BGR (~22% less CPU a frame at 720p). Pictures in
+                 another pixel format or of odd size come as BGR instead; a device index (``0``) and,
+                 with passthrough on, an MJPEG camera are read by OpenCV as above. With the key-frame
+                 rule met this is ``keyframes`` (YUV too).
   ``decode``     every other case: OpenCV decodes every frame (the pipeline drops what MAX_FPS skips).
 """
 
@@ -28,7 +34,7 @@ import cv2
 import numpy as np
 import tenacity
 
-from . import keyframes
+from . import pyav_reader
 from .redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -42,8 +48,10 @@ class SourceError(RuntimeError):
 class Captured:
     """One captured frame, its wall-clock capture time and its capture number.
 
-    Either `image` (decoded BGR) or, from an MJPEG camera, `jpeg`: the camera's own complete JPEG
-    of `width` x `height`, published as it is unless it must be resized or shrunk.
+    Exactly one of: `image` (decoded BGR); `jpeg`, from an MJPEG camera: the camera's own complete
+    JPEG of `width` x `height`, published as it is unless it must be resized or shrunk; `yuv`, from
+    the pyav decoder: the I420 planes stacked, shape (height*3/2, width), Y then U then V, with
+    `full_range` telling 0-255 samples (JPEG's) from video's 16-235/240.
     """
 
     image: np.ndarray | None
@@ -52,15 +60,38 @@ class Captured:
     jpeg: bytes | None = None
     width: int = 0
     height: int = 0
+    yuv: np.ndarray | None = None
+    full_range: bool = False
+
+    def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Views of the Y, U and V planes of `yuv` (no copy)."""
+        assert self.yuv is not None
+        h, w = self.height, self.width
+        quarter = h // 4
+        return (self.yuv[:h], self.yuv[h:h + quarter].reshape(h // 2, w // 2),
+                self.yuv[h + quarter:].reshape(h // 2, w // 2))
 
     def picture(self) -> np.ndarray:
-        """The decoded BGR picture (decoding the JPEG if that is what was captured)."""
+        """The decoded BGR picture (converting the YUV planes or decoding the JPEG if that is what
+        was captured)."""
         if self.image is not None:
             return self.image
+        if self.yuv is not None:
+            return yuv_to_bgr(self.yuv, self.full_range)
         image = cv2.imdecode(np.frombuffer(self.jpeg or b"", np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError("captured JPEG does not decode")
         return image
+
+
+def yuv_to_bgr(yuv: np.ndarray, full_range: bool) -> np.ndarray:
+    """BGR from stacked I420 planes. OpenCV's conversion is BT.601 video range (like the BGR that
+    OpenCV's capture hands out); full-range samples are brought to video range first."""
+    if full_range:
+        h = yuv.shape[0] * 2 // 3
+        yuv = np.concatenate([cv2.addWeighted(yuv[:h], 219 / 255, yuv[:h], 0.0, 16.0),
+                              cv2.addWeighted(yuv[h:], 224 / 255, yuv[h:], 0.0, 128 - 128 * 224 / 255)])
+    return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
 
 
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT/JPG/DAC)
@@ -107,7 +138,9 @@ _MODES = {
     "decode": "decoding every frame",
     "mjpeg": "passing the camera's JPEGs through undecoded",
     "keyframes": "decoding key frames only where they keep up with MAX_FPS (PyAV)",
+    "pyav": "decoding every frame to YUV (PyAV)",
 }
+DECODERS = ("opencv", "pyav")
 
 
 class FrameSource:
@@ -115,12 +148,16 @@ class FrameSource:
 
     `mjpeg_passthrough` hands an MJPEG camera's own JPEGs through undecoded; `max_fps` (the rate
     the pipeline publishes at, 0: every frame) with `keyframes="auto"` lets a live H.264/HEVC
-    camera be decoded at key frames only (see the module docstring for the rule).
+    camera be decoded at key frames only (see the module docstring for the rule). `decoder="pyav"`
+    reads network streams and files through PyAV and hands out YUV planes (mode ``pyav``).
     """
 
     def __init__(self, source: str, rtsp_transport: str = "tcp", open_timeout_s: float = 10.0,
                  read_timeout_s: float = 5.0, stop: threading.Event | None = None, decode_threads: int = 1,
-                 mjpeg_passthrough: bool = True, max_fps: float = 0.0, keyframes: str = "auto") -> None:
+                 mjpeg_passthrough: bool = True, max_fps: float = 0.0, keyframes: str = "auto",
+                 decoder: str = "opencv") -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, not {decoder!r}")
         self.source = source
         self.display = redact_url(source)
         self._transport = rtsp_transport
@@ -130,8 +167,9 @@ class FrameSource:
         self._passthrough = mjpeg_passthrough
         self._max_fps = max_fps
         self._keyframes = keyframes
-        self._keys: keyframes.KeyframeReader | None = None
-        self.mode = "decode"  # or "mjpeg" (camera's JPEGs passed through) or "keyframes"
+        self._decoder = decoder
+        self._reader: pyav_reader.PyavReader | None = None
+        self.mode = "decode"  # or "mjpeg" (camera's JPEGs passed through), "keyframes" or "pyav"
         self.codec = ""
         self.bad_packets = 0  # MJPEG packets that were not one complete JPEG and were decoded instead
         self._stop = stop or threading.Event()
@@ -145,10 +183,21 @@ class FrameSource:
         self.skipped = 0  # captured frames replaced by a newer one before anyone took them
         self.reconnects = 0
         self.fps_hint = 0.0
+        self._warned_no_pyav = False
 
     # -- opening -------------------------------------------------------------------------------
 
     def _open_once(self) -> cv2.VideoCapture | None:
+        if self._pyav_first():
+            reader = self._new_reader(yuv=True)
+            self.fps_hint, self.codec = reader.fps, reader.codec
+            if reader.codec != "mjpeg" or not self._passthrough:
+                keys = self._key_frames_apply(is_live(self.source))
+                reader.max_fps = self._max_fps if keys else 0.0
+                self._reader = reader
+                self._announce("keyframes" if keys else "pyav")
+                return None
+            reader.release()  # an MJPEG camera: OpenCV's raw mode passes its JPEGs through (below)
         os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self._transport}"
         target: str | int = int(self.source) if self.source.isdigit() else self.source
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._read_ms]
@@ -166,24 +215,46 @@ class FrameSource:
             mode = "decode"
         if mode == "keyframes":
             cap.release()
-            try:
-                self._keys = keyframes.KeyframeReader(
-                    self.source, self.display, self._transport, self._open_ms / 1000, self._read_ms / 1000,
-                    self._max_fps, self._decode_threads, self._stop)
-            except keyframes.KeyframeError as err:
-                raise SourceError(str(err)) from None
+            self._reader = self._new_reader(yuv=False)
+            self._reader.max_fps = self._max_fps
             cap = None
+        self._announce(mode)
+        return cap
+
+    def _pyav_first(self) -> bool:
+        """The pyav decoder reads network streams and files; a device index stays with OpenCV, and
+        so does a camera already found to be MJPEG (passthrough needs OpenCV's raw mode)."""
+        if self._decoder != "pyav" or self.source.isdigit() or self.mode == "mjpeg":
+            return False
+        if not pyav_reader.available():
+            if not self._warned_no_pyav:
+                self._warned_no_pyav = True
+                log.warning("camera %s: SOURCE_DECODER=pyav but PyAV is not installed: OpenCV decodes", self.display)
+            return False
+        return True
+
+    def _new_reader(self, yuv: bool) -> pyav_reader.PyavReader:
+        try:
+            return pyav_reader.PyavReader(self.source, self.display, self._transport, self._open_ms / 1000,
+                                          self._read_ms / 1000, self._decode_threads, self._stop, yuv=yuv)
+        except pyav_reader.PyavError as err:
+            raise SourceError(str(err)) from None
+
+    def _announce(self, mode: str) -> None:
         if mode != self.mode:
             log.info("camera %s: %s, %s", self.display, self.codec or "unknown codec", _MODES[mode])
         self.mode = mode
-        return cap
+
+    def _key_frames_apply(self, network: bool) -> bool:
+        """The thumbnail rule: a live stream published well below its own rate (module docstring)."""
+        return (network and self._keyframes == "auto" and self._max_fps > 0 and bool(self.codec)
+                and self.fps_hint >= 3 * self._max_fps and pyav_reader.available())
 
     def _choose_mode(self, backend: int) -> str:
         network = backend == cv2.CAP_FFMPEG and is_live(self.source)
         if self.codec == "MJPG" and self._passthrough and backend == cv2.CAP_FFMPEG:
             return "mjpeg"
-        if (network and self._keyframes == "auto" and self._max_fps > 0 and self.codec
-                and self.fps_hint >= 3 * self._max_fps and keyframes.available()):
+        if self._key_frames_apply(network):
             return "keyframes"
         return "decode"
 
@@ -195,7 +266,7 @@ class FrameSource:
 
     @property
     def _opened(self) -> bool:
-        return self._cap is not None or self._keys is not None
+        return self._cap is not None or self._reader is not None
 
     def _reopen(self) -> None:
         retry = tenacity.Retrying(
@@ -230,13 +301,11 @@ class FrameSource:
         stall_s = 0.9 * self._read_ms / 1000
         while not self._stop.is_set():
             cap = self._cap
-            if self._keys is not None:
-                # Key frames come ~1/max_fps apart by design; PyAV's read timeout catches a hang.
-                image = self._keys.read()
-                if image is None:
-                    self._lost()
-                else:
-                    self._store(image)
+            if self._reader is not None:
+                self._read_pyav(live, stall_s)
+                if period:
+                    next_at += period
+                    self._stop.wait(max(0.0, next_at - time.monotonic()))
                 continue
             started = time.monotonic()
             ok, image = cap.read() if cap is not None else (False, None)
@@ -260,6 +329,27 @@ class FrameSource:
         self._release()
         self._set_state("stopped")
 
+    def _read_pyav(self, live: bool, stall_s: float) -> None:
+        """One picture from the PyAV reader. In key-frame mode pictures come ~1/max_fps apart by
+        design, so only PyAV's read timeout catches a hang; decoding every frame, a read that took
+        nearly the read timeout counts as a hung camera, as with OpenCV."""
+        assert self._reader is not None
+        started = time.monotonic()
+        pic = self._reader.read()
+        if pic is not None and live and self.mode == "pyav" and time.monotonic() - started >= stall_s:
+            pic = None
+        if pic is not None:
+            self._store(pic.image, 0, None, pic.width, pic.height, pic.yuv, pic.full_range)
+        elif not live and self.captured and not self._stop.is_set():
+            self._reader.release()  # a file loops: read it again from the start
+            self._reader = None
+            try:
+                self._reader = self._new_reader(yuv=True)
+            except SourceError:
+                self._lost()
+        else:
+            self._lost()
+
     def _store_packet(self, packet: np.ndarray) -> None:
         """Keep an MJPEG packet as the camera's JPEG if it is one complete JPEG, else decode it."""
         ts_ns = time.time_ns()
@@ -277,12 +367,13 @@ class FrameSource:
             self._store(image, ts_ns)
 
     def _store(self, image: np.ndarray | None, ts_ns: int = 0, jpeg: bytes | None = None,
-               width: int = 0, height: int = 0) -> None:
+               width: int = 0, height: int = 0, yuv: np.ndarray | None = None, full_range: bool = False) -> None:
         with self._cond:
             self.captured += 1
             if self._latest is not None and self._latest.number > self._taken:
                 self.skipped += 1
-            self._latest = Captured(image, ts_ns or time.time_ns(), self.captured, jpeg, width, height)
+            self._latest = Captured(image, ts_ns or time.time_ns(), self.captured, jpeg, width, height, yuv,
+                                    full_range)
             self._cond.notify_all()
 
     def _lost(self) -> None:
@@ -296,9 +387,9 @@ class FrameSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
-        if self._keys is not None:
-            self._keys.release()
-            self._keys = None
+        if self._reader is not None:
+            self._reader.release()
+            self._reader = None
 
     def newest(self, after: int, timeout: float) -> Captured | None:
         """The newest frame numbered above `after`, waiting up to `timeout` s; None if none came."""

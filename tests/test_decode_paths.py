@@ -198,7 +198,7 @@ def test_key_frames_too_sparse_for_max_fps_means_every_frame_is_decoded(camera) 
     source.start()
     try:
         got = collect(source, 4.0)
-        assert source.mode == "keyframes" and not source._keys.skipping
+        assert source.mode == "keyframes" and not source._reader.skipping
         assert len(got) >= CAMERA_FPS * 2.5  # every frame reached the pipeline, which paces at 5 fps
     finally:
         source.stop()
