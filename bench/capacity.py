@@ -1,6 +1,8 @@
 """Capacity (issue 12): how many 720p30 cameras ONE producer.py process carries on this box.
 
-For each Kafka client (``--kafka-client kafka-python`` / ``confluent-kafka``) and N in
+For each (Kafka client, SOURCE_DECODER) pair of the plan (``capacity_pairs``: the first decoder,
+opencv by default, with every client; the other decoders, pyav, with confluent-kafka only, which
+keeps a default run near 10 minutes) and N in
 ``plan.capacity_levels``: N RTSP cameras, each its own clip server (``harness.clips`` clip
 looped without re-encoding, ~1% of a core each, independent phases like real cameras), one
 producer.py reading all N (``--camera camK=rtsp://...`` repeated), one consumer.py and
@@ -14,7 +16,10 @@ end offset is that camera's record count (checked: records outside those partiti
 reported). Also producer CPU per published frame / the 720p floor, capture -> viewer p50/p99
 (and whether it grows), producer RSS (and per camera), consumer CPU, the cameras' own CPU and
 how busy the whole machine was. The goal per point: min over cameras of the fps ratio >= 0.98 and
-capture -> viewer latency flat; reported per client as the largest N that holds it.
+capture -> viewer latency flat; reported per client (and per decoder) as the largest N that holds it.
+
+Results: ``points`` / ``max_cameras`` by client hold the first decoder's points (the report's
+table); ``by_decoder[decoder]`` holds the same per decoder, and ``decoder_table`` renders them.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from .measure import (
     latency_block,
     snapshot,
 )
-from .plan import Resolution
+from .plan import Plan, Resolution
 from .scenarios import floor, producer_drop_reasons
 from .services import RtspBacklog, ServiceError, Stack, http_json, metric_sum
 from .viewers import ViewerRun
@@ -110,16 +115,32 @@ def runs_librdkafka(pid: int) -> bool:
     return False
 
 
-def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str, partitions: int) -> dict[str, Any]:
-    """One (client, N) point: start producer + consumer, one window with the viewers, stop both."""
+def capacity_pairs(plan: Plan) -> list[tuple[str, str]]:
+    """(client, decoder) pairs to run: the first decoder with every client, the others with
+    ``plan.capacity_decoder_client`` (or the first client, if that one is not in the plan)."""
+    first, *others = plan.capacity_decoders
+    clients = plan.capacity_clients
+    other_client = plan.capacity_decoder_client if plan.capacity_decoder_client in clients else clients[0]
+    return [(client, first) for client in clients] + [(other_client, decoder) for decoder in others]
+
+
+def decoder_mode(log_text: str) -> str:
+    """How the producer really decoded: PyAV logs its mode line (source.py's _MODES); OpenCV's
+    decode is the starting mode, which is not logged."""
+    return "pyav" if "to YUV (PyAV)" in log_text else "opencv"
+
+
+def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str, partitions: int,
+          decoder: str = "opencv") -> dict[str, Any]:
+    """One (client, decoder, N) point: start producer + consumer, one window with the viewers, stop both."""
     plan = ctx.plan
     n = len(cameras)
     ids = camera_ids(n)
     owner = {cid: partition_of(cid.encode(), partitions) for cid in ids}
     hashes = {kind: {cid: owner[cid][kind] for cid in ids} for kind in ("murmur2", "crc32")}
     args = [a for cid, cam in zip(ids, cameras, strict=True) for a in ("--camera", f"{cid}={cam.url}")]
-    stack = Stack(ctx.services, res, cameras[0], producer_args=[*args, "--kafka-client", client],
-                  label=f"capacity-{client}-{n}", KAFKA_CLIENT=client, KAFKA_PARTITIONS=str(partitions))
+    stack = Stack(ctx.services, res, cameras[0], producer_args=[*args, "--kafka-client", client, "--decoder", decoder],
+                  label=f"capacity-{client}-{decoder}-{n}", KAFKA_CLIENT=client, KAFKA_PARTITIONS=str(partitions))
     runs: list[ViewerRun] = []
     byte_rate = ctx.services.clip(res).stat().st_size / 10  # harness clips are 10 s
     backlog: BacklogSampler | None = None
@@ -135,7 +156,7 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
         for cid, k in zip(ids, viewer_split(n, plan.capacity_viewers), strict=True):
             if k:
                 runs.append(ViewerRun(f"{stack.feed_url}?camera={cid}", k, plan.capacity_s, warmup=warmup,
-                                      log_path=ctx.viewer_log(f"capacity-{client}-{n}-{cid}")).start())
+                                      log_path=ctx.viewer_log(f"capacity-{client}-{decoder}-{n}-{cid}")).start())
         trees = {"producer": stack.producer.tree(), "consumer": stack.consumer.tree(),
                  **{f"camera:{cid}": ProcTree(cam.pid or 0) for cid, cam in zip(ids, cameras, strict=True)},
                  **{f"viewers:{i}": ProcTree(r.pid) for i, r in enumerate(runs)}}
@@ -151,6 +172,7 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
             r.wait_line("window-end")
         end = snapshot(trees, {})
         librdkafka = runs_librdkafka(stack.producer.pid)
+        mode = decoder_mode(stack.producer.log_text())
         parts_after = stack.counter.partition_counts()
         metrics_after = stack.consumer_metrics()
         w = Window(start, end)
@@ -188,6 +210,8 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
     min_ratio = min(ratios.values())
     result: dict[str, Any] = {
         "client": client,
+        "decoder": decoder,
+        "producer_decoded_with": mode,
         "cameras": n,
         "window_s": w.seconds,
         "source_fps": res.fps,
@@ -222,10 +246,10 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
         "lifetime": stack.lifetime,
     }
     result["holds"] = min_ratio >= FPS_GOAL and bool(lat["flat"])
-    log.info("capacity %s N=%d: fps min %.3f, %.2fx floor, producer %.0f%% (%.0f MB), consumer %.0f%%, machine "
-             "%.0f%%, latency p50 %.1f p99 %.1f ms (%s) -> %s", client, n, min_ratio, result["cpu_vs_floor"] or 0,
-             result["producer_cpu_pct"], result["producer_rss_mb"], result["consumer_cpu_pct"],
-             w.machine_busy_pct, lat["ms"]["p50"] or 0, lat["ms"]["p99"] or 0,
+    log.info("capacity %s/%s N=%d: fps min %.3f, %.2fx floor, producer %.0f%% (%.0f MB), consumer %.0f%%, machine "
+             "%.0f%%, latency p50 %.1f p99 %.1f ms (%s) -> %s", client, decoder, n, min_ratio,
+             result["cpu_vs_floor"] or 0, result["producer_cpu_pct"], result["producer_rss_mb"],
+             result["consumer_cpu_pct"], w.machine_busy_pct, lat["ms"]["p50"] or 0, lat["ms"]["p99"] or 0,
              "flat" if lat["flat"] else "grows", "holds" if result["holds"] else "misses")
     return result
 
@@ -240,7 +264,9 @@ def capacity(ctx: Context, res: Resolution) -> dict[str, Any]:
     partitions = distinct_partitions(camera_ids(top))
     result: dict[str, Any] = {"resolution": res.name, "window_s": plan.capacity_s, "viewers": plan.capacity_viewers,
                               "partitions": partitions, "fps_goal": FPS_GOAL, "points": {}, "max_cameras": {},
-                              "errors": {}}
+                              "errors": {}, "decoders": list(plan.capacity_decoders), "by_decoder": {}}
+    first = result["by_decoder"][plan.capacity_decoders[0]] = {"points": {}, "max_cameras": {}}
+    result["points"], result["max_cameras"] = first["points"], first["max_cameras"]  # the report's table
     ctx.results["capacity"] = result
     cameras: list[RtspCamera] = []
     try:
@@ -248,24 +274,57 @@ def capacity(ctx: Context, res: Resolution) -> dict[str, Any]:
             cam = RtspCamera(width=res.width, height=res.height, fps=res.fps, clip=ctx.services.clip(res))
             cameras.append(cam)
             cam.start()
-        for client in plan.capacity_clients:
+        for client, decoder in capacity_pairs(plan):
+            block = result["by_decoder"].setdefault(decoder, {"points": {}, "max_cameras": {}})
             points: dict[str, Any] = {}
-            result["points"][client] = points
+            block["points"][client] = points
             for n in plan.capacity_levels:
                 try:
-                    points[str(n)] = point(ctx, res, cameras[:n], client, partitions)
+                    points[str(n)] = point(ctx, res, cameras[:n], client, partitions, decoder)
                 except (ServiceError, RuntimeError, OSError) as err:  # recorded; the next point still runs
-                    log.exception("capacity %s N=%d failed", client, n)
-                    result["errors"][f"{client}:{n}"] = f"{type(err).__name__}: {str(err)[:400]}"
+                    log.exception("capacity %s/%s N=%d failed", client, decoder, n)
+                    result["errors"][f"{client}:{decoder}:{n}"] = f"{type(err).__name__}: {str(err)[:400]}"
             held = [int(k) for k, p in points.items() if p["holds"]]
-            result["max_cameras"][client] = max(held, default=0)
+            block["max_cameras"][client] = max(held, default=0)
     finally:
         for cam in cameras:
             cam.close()
     rss1 = {c: get_rss(result, c, 1) for c in plan.capacity_clients}
     result["producer_rss_one_camera_mb"] = rss1
-    log.info("capacity: largest N holding the goal %s", result["max_cameras"])
+    log.info("capacity: largest N holding the goal %s",
+             {d: b["max_cameras"] for d, b in result["by_decoder"].items()})
     return result
+
+
+def decoder_table(c: dict[str, Any]) -> list[str]:
+    """The points side by side per SOURCE_DECODER (lines for the text report; [] without decoders)."""
+    blocks = c.get("by_decoder") or {}
+    if not blocks:
+        return []
+    head = ("decoder", "client", "N", "fps/src min", "ms CPU/frame", "vs floor", "p50/p99 ms", "latency",
+            "producer CPU", "machine busy", "others", "goal")
+    rows: list[tuple[Any, ...]] = [head]
+    for decoder, block in blocks.items():
+        for client, points in block["points"].items():
+            for n, p in points.items():
+                per_frame = p["producer_cpu_s_per_frame"]
+                lat = p["latency"]
+                shown = decoder if p.get("producer_decoded_with") in (decoder, None) else f"{decoder} (NOT in use)"
+                rows.append((shown, client, n, f"{p['fps_ratio_min']:.3f}",
+                             f"{per_frame * 1e3:.2f}" if per_frame else "-",
+                             f"{p['cpu_vs_floor']:.2f}x" if p["cpu_vs_floor"] else "-",
+                             f"{lat['ms']['p50'] or 0:.1f} / {lat['ms']['p99'] or 0:.1f}",
+                             "flat" if lat["flat"] else "grows", f"{p['producer_cpu_pct']:.0f}%",
+                             f"{p['machine_busy_pct']:.0f}%", f"{p.get('others_cpu_pct') or 0:.0f}%",
+                             "PASS" if p["holds"] else "FAIL"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
+    lines = [" | ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    floor_ms = next((p["floor_cpu_s_per_frame"] * 1e3 for b in blocks.values() for pts in b["points"].values()
+                     for p in pts.values()), None)
+    most = "; ".join(f"{d}: " + ", ".join(f"{k} {v}" for k, v in b["max_cameras"].items()) for d, b in blocks.items())
+    return [f"Capacity by SOURCE_DECODER @{c['resolution']} (floor: OpenCV decode + cv2.imencode = "
+            f"{floor_ms or 0:.2f} ms/frame)", *lines, f"Largest N holding the goal per decoder: {most}"]
 
 
 def get_rss(result: dict[str, Any], client: str, n: int) -> float | None:

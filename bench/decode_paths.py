@@ -6,7 +6,10 @@ the frames that came out as JPEG bytes ready to publish. Paths run one after ano
 warm-up (the opening burst of buffered frames and, for key frames, the first key-frame interval)
 that is not counted.
 
-  h264-decode-encode        720p30 H.264 clip: decode + JPEG encode every frame (the floor)
+  h264-decode-encode        720p30 H.264 clip: decode + JPEG encode every frame (the floor, OpenCV:
+                            decode to BGR + cv2.imencode)
+  h264-pyav-yuv             the same camera, SOURCE_DECODER=pyav: PyAV decode to YUV 4:2:0 + JPEG
+                            straight from the planes (simplejpeg), no BGR in between
   mjpeg-decode-reencode     720p30 MJPEG camera: decode + re-encode (passthrough off)
   mjpeg-passthrough         the same camera: the camera's own JPEGs, undecoded
   thumbs-decode-all-drop    1 fps from the 720p30 H.264 clip, every frame decoded, most dropped
@@ -74,7 +77,7 @@ def run_path(url: str, seconds: float, warmup: float, quality: int, **source_arg
         source.stop()
     return {"mode": source.mode, "frames": frames, "fps": round(frames / wall, 2),
             "cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 3), "cpu_pct_core": round(100 * cpu / wall, 1),
-            "passed_through": encoder.passed_through}
+            "passed_through": encoder.passed_through, "from_yuv": encoder.from_yuv}
 
 
 def decode_paths(seconds: float = 12.0, width: int = 1280, height: int = 720, fps: int = 30,
@@ -85,6 +88,7 @@ def decode_paths(seconds: float = 12.0, width: int = 1280, height: int = 720, fp
     paths: dict[str, dict[str, Any]] = {}
     with RtspCamera(clip=clip, width=width, height=height, fps=fps) as h264:
         paths["h264-decode-encode"] = run_path(h264.url, seconds, 2.0, quality)
+        paths["h264-pyav-yuv"] = run_path(h264.url, seconds, 2.0, quality, decoder="pyav")
         paths["thumbs-decode-all-drop"] = run_path(h264.url, seconds, 3.0, quality, max_fps=thumb_fps,
                                                    keyframes="off")
         paths["thumbs-keyframes"] = run_path(h264.url, seconds, 3.0, quality, max_fps=thumb_fps)
@@ -92,14 +96,15 @@ def decode_paths(seconds: float = 12.0, width: int = 1280, height: int = 720, fp
         paths["mjpeg-decode-reencode"] = run_path(mjpeg.url, seconds, 2.0, quality, mjpeg_passthrough=False)
         paths["mjpeg-passthrough"] = run_path(mjpeg.url, seconds, 2.0, quality)
 
-    def ratio(a: str, b: str, key: str = "cpu_ms_per_frame") -> float:
-        return round(paths[a][key] / max(paths[b][key], 1e-9), 1)
+    def ratio(a: str, b: str, key: str = "cpu_ms_per_frame", precision: int = 1) -> float:
+        return round(paths[a][key] / max(paths[b][key], 1e-9), precision)
 
     return {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "camera": f"{width}x{height}p{fps}", "seconds": seconds, "jpeg_quality": quality, "thumb_fps": thumb_fps,
         "paths": paths,
         "ratios": {
+            "h264_opencv_over_pyav": ratio("h264-decode-encode", "h264-pyav-yuv", precision=2),
             "mjpeg_reencode_over_passthrough": ratio("mjpeg-decode-reencode", "mjpeg-passthrough"),
             "h264_floor_over_mjpeg_passthrough": ratio("h264-decode-encode", "mjpeg-passthrough"),
             "thumbs_decode_all_over_keyframes_per_frame": ratio("thumbs-decode-all-drop", "thumbs-keyframes"),

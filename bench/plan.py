@@ -34,6 +34,7 @@ SCENARIOS = ("floor", "pipeline", "fanout", "slow", "baseline")
 # capacity (bench.capacity) runs up to 8 cameras through one producer per Kafka client, ~10 minutes
 OPTIONAL_SCENARIOS = ("profile", "acks", "worker", "capacity")
 KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
+DECODERS = ("opencv", "pyav")  # SOURCE_DECODER
 JPEG_QUALITY = 80  # the producer's default (config.env JPEG_QUALITY); the floor uses the same
 
 
@@ -69,6 +70,11 @@ class Plan:
     capacity_res: str = "720p30"  # the goal: 8 cameras at 720p30 on this 2-core box
     capacity_levels: tuple[int, ...] = (1, 2, 4, 6, 8)  # cameras in one producer.py
     capacity_clients: tuple[str, ...] = KAFKA_CLIENTS
+    # SOURCE_DECODER per point: the first decoder runs with every client, the others only with
+    # capacity_decoder_client (or the first client listed if it is not run): every (client, decoder)
+    # pair would double a ~7 min scenario; the decoder's cost does not depend on the Kafka client.
+    capacity_decoders: tuple[str, ...] = DECODERS
+    capacity_decoder_client: str = "confluent-kafka"
     capacity_viewers: int = 10  # MJPEG viewers of one consumer.py, spread over the cameras
     capacity_s: float = 20.0  # per (client, cameras) point
 
