@@ -7,8 +7,9 @@ Why PyAV beside OpenCV's capture:
     does. Measured here (720p30 H.264): ~16% of a core to decode every frame, ~3% for key frames.
   * YUV out (``yuv=True``, SOURCE_DECODER=pyav): OpenCV always converts the decoded YUV 4:2:0
     picture to BGR, and the JPEG encoder converts it back. Handing out the decoder's own planes
-    lets the encoder write them as they are (``encoder.JpegEncoder``): ~22% less CPU a frame at
-    720p (bench/decode_paths.py).
+    skips FFmpeg's BGR conversion (measured at 720p: ~0.6 ms less a frame to decode); the encoder
+    writes the planes (``encoder.JpegEncoder``) at about cv2.imencode's cost once video range is
+    stretched to JPEG's, so a whole frame costs only ~0-5% less (bench/decode_paths.py).
 
 Key frames only (``max_fps > 0``): the reader checks that the stream keeps the promise that makes
 this correct: it decodes every frame until two key frames show the key-frame interval, skips

@@ -15,7 +15,8 @@ Cheaper paths, chosen after each open (``FrameSource.mode``):
                  than ``1/max_fps``, so MAX_FPS=1 needs a key frame at least every ~1.1 s.
   ``pyav``       ``decoder="pyav"`` (SOURCE_DECODER): PyAV decodes every frame and hands out the
                  decoder's YUV 4:2:0 planes (`Captured.yuv`), which the encoder writes as JPEG without
-                 the two colour conversions through BGR (~22% less CPU a frame at 720p). Pictures in
+                 the colour conversions through BGR (~0.6 ms less a 720p frame to decode, the encode
+                 about as costly: ~0-5% less CPU a frame in all, bench/decode_paths.py). Pictures in
                  another pixel format or of odd size come as BGR instead; a device index (``0``) and,
                  with passthrough on, an MJPEG camera are read by OpenCV as above. With the key-frame
                  rule met this is ``keyframes`` (YUV too).
