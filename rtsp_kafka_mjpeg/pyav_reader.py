@@ -96,6 +96,7 @@ class PyavReader:
         options = {"analyzeduration": "1000000"}  # stream info within a second; the 5 s default only delays
         if url.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = rtsp_transport
+            options["timeout"] = str(int(read_timeout_s * 1e6))  # socket I/O, microseconds
         try:
             self._container = av.open(url, container_options=options, timeout=(open_timeout_s, read_timeout_s))
         except (av.FFmpegError, OSError) as err:

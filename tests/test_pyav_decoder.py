@@ -1,9 +1,11 @@
 """SOURCE_DECODER=pyav on real parts: H.264 decoded by PyAV to YUV planes and JPEG-encoded from
 them (no BGR in between), with the colours OpenCV's own decode shows, at the camera's size and
-rate, through a camera crash, never logging the camera's credentials."""
+rate, through a camera crash or hang, never logging the camera's credentials."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -192,3 +194,23 @@ def test_producer_with_pyav_rides_out_a_camera_crash(kafka, secured_camera, topi
     assert producer.proc.poll() is None and "Traceback" not in log
     assert log.count(": streaming") == 2
     assert PASSWORD not in log and quote(PASSWORD) not in log
+
+
+def test_a_hung_camera_is_lost_within_the_read_timeout_and_read_again_when_it_resumes(secured_camera) -> None:
+    source = FrameSource(secured_camera.url, read_timeout_s=2.0, decoder="pyav")
+    source.start()
+    try:
+        assert source.newest(after=0, timeout=10) is not None
+        os.kill(secured_camera.pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            assert wait_for(lambda: source.state == "reconnecting", 6, 0.05)
+            lost_after_s = time.monotonic() - frozen
+        finally:
+            os.kill(secured_camera.pid, signal.SIGCONT)
+        assert lost_after_s < 3.0, lost_after_s
+        count = source.captured
+        assert wait_for(lambda: source.captured > count + CAMERA_FPS, 15), source.state
+        assert source.state == "streaming" and source.reconnects == 1
+    finally:
+        source.stop()
