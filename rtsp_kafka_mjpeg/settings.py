@@ -228,8 +228,8 @@ class ProducerSettings(KafkaSettings):
                             float_range(0, 1000))
     decoder: str = option("opencv", "SOURCE_DECODER", "--decoder",
                           "opencv (OpenCV's FFmpeg capture, decoded to BGR) or pyav (FFmpeg through PyAV: "
-                          "H.264/H.265 decoded to YUV and JPEG-encoded from YUV, skipping two colour conversions: "
-                          "less CPU per frame, for many cameras)", choice("opencv", "pyav"))
+                          "H.264/H.265 decoded to YUV and JPEG-encoded from YUV; measured about the same CPU per "
+                          "frame, less memory per camera)", choice("opencv", "pyav"))
     mjpeg_passthrough: bool = option(True, "MJPEG_PASSTHROUGH", "--mjpeg-passthrough",
                                      "publish an MJPEG camera's own JPEGs unchanged (re-encoded only to resize or "
                                      "fit the record limit)", boolean)
