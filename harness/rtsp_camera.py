@@ -9,6 +9,7 @@ Use::
     cam = RtspCamera(width=1280, height=720, fps=30)   # live x264 test pattern (~21% CPU)
     cam = RtspCamera(mjpeg=True)                       # MJPEG camera: jpegenc quality 60 over RTP
     cam = RtspCamera(clip=make_clip(1280, 720, 30), fps=30)   # looped clip (~1% CPU)
+    cam = RtspCamera(mjpeg_clip=make_mjpeg_clip(1280, 720, 30), fps=30)   # looped JPEGs, no encoder
     cam = RtspCamera(username="u", password="p")       # cam.url embeds the credentials
     cam = RtspCamera(hang=True)                        # accepts TCP, never answers
     cam.start(); cv2.VideoCapture(cam.url, cv2.CAP_FFMPEG)
@@ -49,6 +50,7 @@ class RtspCamera:
         height: int = 360,
         fps: int = 15,
         clip: str | Path | None = None,
+        mjpeg_clip: str | Path | None = None,
         username: str | None = None,
         password: str | None = None,
         hang: bool = False,
@@ -60,6 +62,7 @@ class RtspCamera:
         self.port = port or free_port()
         self.width, self.height, self.fps = width, height, fps
         self.clip = Path(clip).resolve() if clip else None
+        self.mjpeg_clip = Path(mjpeg_clip).resolve() if mjpeg_clip else None
         self.username, self.password = username, password
         self.hang = hang
         self.mjpeg, self.jpeg_quality = mjpeg, jpeg_quality
@@ -110,6 +113,8 @@ class RtspCamera:
         ]
         if self.clip:
             argv += ["--clip", str(self.clip)]
+        if self.mjpeg_clip:
+            argv += ["--mjpeg-clip", str(self.mjpeg_clip)]
         if self.mjpeg:
             argv += ["--mjpeg", "--jpeg-quality", str(self.jpeg_quality)]
         if self.username is not None:

@@ -10,6 +10,8 @@ Modes:
                   MJPEG IP camera; ``--jpeg-quality`` sets the camera's own encoder quality.
   --clip FILE     a pre-encoded H.264 elementary stream (``harness.clips.make_clip``) looped and
                   re-packetized without re-encoding: near-free camera for benchmarks.
+  --mjpeg-clip DIR  a directory of numbered JPEG frames (``harness.clips.make_mjpeg_clip``) looped
+                  and sent as RTP/JPEG without encoding: a near-free MJPEG camera for benchmarks.
   --hang          a plain TCP server that accepts connections and never answers (hung camera).
   --username/--password  require RTSP basic auth, so tests can check credentials in URLs.
 
@@ -72,14 +74,50 @@ def clip_launch(path: str, fps: int) -> str:
     )
 
 
+def mjpeg_clip_launch(directory: str, fps: int) -> str:
+    """Loop a directory of ``%05d.jpg`` frames as RTP/JPEG, ``fps`` pictures a second.
+
+    multifilesrc carries no timestamps and jpegparse stamps only the first picture (unlike
+    h264parse it does not interpolate), so ``stamp_frames`` numbers them at ``fps``;
+    ``identity sync=true`` paces the non-live source. The JPEGs must be baseline 4:2:0 or 4:2:2
+    with sizes in multiples of 8 (what rtpjpegpay can carry).
+    """
+    pattern = f"{directory.rstrip('/')}/%05d.jpg".replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        f'( multifilesrc location="{pattern}" loop=true '
+        f'caps="image/jpeg,framerate={fps}/1" '
+        f"! jpegparse name=parse ! identity sync=true "
+        f"! rtpjpegpay name=pay0 pt=26 )"
+    )
+
+
 def copy_dts_to_pts(media: object) -> None:
-    """On each new clip pipeline, make h264parse's output carry PTS = DTS (no B-frames)."""
+    """On each new clip pipeline, make the parser's output carry PTS = DTS (no B-frames)."""
     from gi.repository import Gst
 
     def probe(_pad: object, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         buf = info.get_buffer()
         if buf is not None and buf.pts == Gst.CLOCK_TIME_NONE:
             buf.pts = buf.dts
+        return Gst.PadProbeReturn.OK
+
+    parse = media.get_element().get_by_name("parse")  # type: ignore[attr-defined]
+    parse.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, probe)
+
+
+def stamp_frames(media: object, fps: int) -> None:
+    """On each new MJPEG clip pipeline, give picture k of the parser's output PTS = DTS = k / fps."""
+    from gi.repository import Gst
+
+    step = Gst.SECOND // fps
+    count = [0]
+
+    def probe(_pad: object, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        buf = info.get_buffer()
+        if buf is not None:
+            buf.pts = buf.dts = count[0] * step
+            buf.duration = step
+            count[0] += 1
         return Gst.PadProbeReturn.OK
 
     parse = media.get_element().get_by_name("parse")  # type: ignore[attr-defined]
@@ -126,6 +164,9 @@ def serve_rtsp(args: argparse.Namespace) -> int:
     if args.clip:
         factory.set_launch(clip_launch(args.clip, args.fps))
         factory.connect("media-configure", lambda _f, media: copy_dts_to_pts(media))
+    elif args.mjpeg_clip:
+        factory.set_launch(mjpeg_clip_launch(args.mjpeg_clip, args.fps))
+        factory.connect("media-configure", lambda _f, media: stamp_frames(media, args.fps))
     elif args.mjpeg:
         factory.set_launch(mjpeg_launch(args.width, args.height, args.fps, args.jpeg_quality))
     else:
@@ -163,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--clip", help=".h264 elementary stream to loop (fps must match)")
+    parser.add_argument("--mjpeg-clip", metavar="DIR",
+                        help="directory of %%05d.jpg frames to loop as RTP/JPEG without encoding (fps must match)")
     parser.add_argument("--mjpeg", action="store_true", help="serve JPEG over RTP instead of H.264")
     parser.add_argument("--jpeg-quality", type=int, default=60, help="the MJPEG camera's encoder quality")
     parser.add_argument("--username")
