@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import acks, capacity, report, scenarios, worker
-from .plan import DECODERS, KAFKA_CLIENTS, OPTIONAL_SCENARIOS, PRESETS, RESOLUTIONS, SCENARIOS, Plan
+from .plan import CODECS, DECODERS, KAFKA_CLIENTS, OPTIONAL_SCENARIOS, PRESETS, RESOLUTIONS, SCENARIOS, Plan
 from .services import RESULTS_DIR, Services
 
 log = logging.getLogger("bench")
@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--capacity-decoders", type=csv(str, DECODERS),
                         help=f"SOURCE_DECODERs for capacity, from {', '.join(DECODERS)} (default both: the first "
                              "with every client, the others with confluent-kafka only)")
+    parser.add_argument("--capacity-codecs", type=csv(str, CODECS),
+                        help=f"camera codecs for capacity, from {', '.join(CODECS)} (default both: h264 with every "
+                             "client/decoder pair, mjpeg (passthrough) with confluent-kafka and the first decoder)")
     parser.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
     parser.add_argument("--log-level", default="INFO")
@@ -95,6 +98,8 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         changes["capacity_clients"] = args.capacity_clients
     if args.capacity_decoders:
         changes["capacity_decoders"] = args.capacity_decoders
+    if args.capacity_codecs:
+        changes["capacity_codecs"] = args.capacity_codecs
     if args.window:
         changes.update(pipeline_s=args.window, fanout_s=args.window, slow_s=args.window, share_s=args.window,
                        baseline_latency_s=args.window, profile_s=args.window, worker_s=args.window,
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(plan, args.bootstrap)
     report.write_json(results, args.out)
     text = report.render(results, results["goals"])
-    if len(plan.capacity_decoders) > 1 and results.get("capacity"):
+    if len(plan.capacity_decoders) > 1 and "h264" in plan.capacity_codecs and results.get("capacity"):
         text += "\n\n" + "\n".join(capacity.decoder_table(results["capacity"]))
     args.out.with_suffix(".txt").write_text(text + "\n")
     print(text)

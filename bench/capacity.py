@@ -18,14 +18,23 @@ reported). Also producer CPU per published frame / the 720p floor, capture -> vi
 how busy the whole machine was. The goal per point: min over cameras of the fps ratio >= 0.98 and
 capture -> viewer latency flat; reported per client (and per decoder) as the largest N that holds it.
 
-Results: ``points`` / ``max_cameras`` by client hold the first decoder's points (the report's
-table); ``by_decoder[decoder]`` holds the same per decoder, and ``decoder_table`` renders them.
+Camera codec (``plan.capacity_codecs``): ``h264`` cameras loop the H.264 clip; ``mjpeg`` cameras
+loop ``harness.clips.make_mjpeg_clip``'s JPEGs as RTP/JPEG (an MJPEG IP camera, also ~free), which
+the producer publishes unchanged (MJPEG passthrough): those run with ``capacity_decoder_client``
+and the first decoder only. Each point records how many cameras the producer announced in
+passthrough (its source log line), so a point that silently decoded is visible.
+
+Results: ``points`` / ``max_cameras`` by client hold the first decoder's H.264 points;
+``by_decoder[decoder]`` holds the same per decoder (H.264 cameras), and ``decoder_table`` renders
+them; ``by_codec[codec][decoder]`` holds every series by camera codec (``by_codec["h264"]`` is
+``by_decoder``). ``series`` lists them all for the report's table.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import zlib
 from pathlib import Path
@@ -33,6 +42,7 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
+from harness.clips import clip_bytes, make_mjpeg_clip
 from harness.rtsp_camera import RtspCamera
 
 from .measure import (
@@ -124,25 +134,69 @@ def capacity_pairs(plan: Plan) -> list[tuple[str, str]]:
     return [(client, first) for client in clients] + [(other_client, decoder) for decoder in others]
 
 
+def capacity_series(plan: Plan) -> list[tuple[str, str, str]]:
+    """(codec, client, decoder) series to run: H.264 cameras with every pair of ``capacity_pairs``,
+    other codecs with ``capacity_decoder_client`` (or the first client) and the first decoder."""
+    clients = plan.capacity_clients
+    other_client = plan.capacity_decoder_client if plan.capacity_decoder_client in clients else clients[0]
+    out: list[tuple[str, str, str]] = []
+    for codec in plan.capacity_codecs:
+        if codec == "h264":
+            out += [(codec, client, decoder) for client, decoder in capacity_pairs(plan)]
+        else:
+            out.append((codec, other_client, plan.capacity_decoders[0]))
+    return out
+
+
 def decoder_mode(log_text: str) -> str:
     """How the producer really decoded: PyAV logs its mode line (source.py's _MODES); OpenCV's
     decode is the starting mode, which is not logged."""
     return "pyav" if "to YUV (PyAV)" in log_text else "opencv"
 
 
+PASSTHROUGH_LINE = re.compile(r"camera (\S+): [^,\n]*, passing the camera's JPEGs through undecoded")
+
+
+def passthrough_cameras(log_text: str) -> int:
+    """How many cameras the producer announced in MJPEG passthrough (source.py's mode line, once
+    per camera and open): distinct camera names, so a reconnect is not counted twice."""
+    return len(set(PASSTHROUGH_LINE.findall(log_text)))
+
+
+def start_cameras(res: Resolution, codec: str, n: int, h264_clip: Path) -> list[RtspCamera]:
+    """``n`` clip cameras of ``codec``, started; idle until a producer connects (no client: no cost)."""
+    cameras: list[RtspCamera] = []
+    clip = make_mjpeg_clip(res.width, res.height, res.fps) if codec == "mjpeg" else None
+    try:
+        for _ in range(n):
+            if clip is not None:
+                cam = RtspCamera(width=res.width, height=res.height, fps=res.fps, mjpeg_clip=clip)
+            else:
+                cam = RtspCamera(width=res.width, height=res.height, fps=res.fps, clip=h264_clip)
+            cameras.append(cam)
+            cam.start()
+    except BaseException:
+        for cam in cameras:
+            cam.close()
+        raise
+    return cameras
+
+
 def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str, partitions: int,
-          decoder: str = "opencv") -> dict[str, Any]:
-    """One (client, decoder, N) point: start producer + consumer, one window with the viewers, stop both."""
+          decoder: str = "opencv", codec: str = "h264") -> dict[str, Any]:
+    """One (codec, client, decoder, N) point: start producer + consumer, one window with the viewers, stop both."""
     plan = ctx.plan
     n = len(cameras)
     ids = camera_ids(n)
     owner = {cid: partition_of(cid.encode(), partitions) for cid in ids}
     hashes = {kind: {cid: owner[cid][kind] for cid in ids} for kind in ("murmur2", "crc32")}
     args = [a for cid, cam in zip(ids, cameras, strict=True) for a in ("--camera", f"{cid}={cam.url}")]
+    name = f"{'' if codec == 'h264' else codec + '-'}{client}-{decoder}-{n}"
     stack = Stack(ctx.services, res, cameras[0], producer_args=[*args, "--kafka-client", client, "--decoder", decoder],
-                  label=f"capacity-{client}-{decoder}-{n}", KAFKA_CLIENT=client, KAFKA_PARTITIONS=str(partitions))
+                  label=f"capacity-{name}", KAFKA_CLIENT=client, KAFKA_PARTITIONS=str(partitions))
     runs: list[ViewerRun] = []
-    byte_rate = ctx.services.clip(res).stat().st_size / 10  # harness clips are 10 s
+    clip = cameras[0].mjpeg_clip or cameras[0].clip or ctx.services.clip(res)
+    byte_rate = clip_bytes(clip) / 10  # harness clips are 10 s
     backlog: BacklogSampler | None = None
     try:
         stack.start()
@@ -156,7 +210,7 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
         for cid, k in zip(ids, viewer_split(n, plan.capacity_viewers), strict=True):
             if k:
                 runs.append(ViewerRun(f"{stack.feed_url}?camera={cid}", k, plan.capacity_s, warmup=warmup,
-                                      log_path=ctx.viewer_log(f"capacity-{client}-{decoder}-{n}-{cid}")).start())
+                                      log_path=ctx.viewer_log(f"capacity-{name}-{cid}")).start())
         trees = {"producer": stack.producer.tree(), "consumer": stack.consumer.tree(),
                  **{f"camera:{cid}": ProcTree(cam.pid or 0) for cid, cam in zip(ids, cameras, strict=True)},
                  **{f"viewers:{i}": ProcTree(r.pid) for i, r in enumerate(runs)}}
@@ -173,6 +227,7 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
         end = snapshot(trees, {})
         librdkafka = runs_librdkafka(stack.producer.pid)
         mode = decoder_mode(stack.producer.log_text())
+        passed = passthrough_cameras(stack.producer.log_text())
         parts_after = stack.counter.partition_counts()
         metrics_after = stack.consumer_metrics()
         w = Window(start, end)
@@ -211,7 +266,9 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
     result: dict[str, Any] = {
         "client": client,
         "decoder": decoder,
+        "codec": codec,
         "producer_decoded_with": mode,
+        "passthrough_cameras": passed,
         "cameras": n,
         "window_s": w.seconds,
         "source_fps": res.fps,
@@ -246,16 +303,17 @@ def point(ctx: Context, res: Resolution, cameras: list[RtspCamera], client: str,
         "lifetime": stack.lifetime,
     }
     result["holds"] = min_ratio >= FPS_GOAL and bool(lat["flat"])
-    log.info("capacity %s/%s N=%d: fps min %.3f, %.2fx floor, producer %.0f%% (%.0f MB), consumer %.0f%%, machine "
-             "%.0f%%, latency p50 %.1f p99 %.1f ms (%s) -> %s", client, decoder, n, min_ratio,
-             result["cpu_vs_floor"] or 0, result["producer_cpu_pct"], result["producer_rss_mb"],
+    log.info("capacity %s %s/%s N=%d: fps min %.3f, %.2f ms/frame (%.2fx floor), %d of %d cameras passed through, "
+             "producer %.0f%% (%.0f MB), consumer %.0f%%, machine %.0f%%, latency p50 %.1f p99 %.1f ms (%s) -> %s",
+             codec, client, decoder, n, min_ratio, (per_frame or 0) * 1e3, result["cpu_vs_floor"] or 0, passed, n,
+             result["producer_cpu_pct"], result["producer_rss_mb"],
              result["consumer_cpu_pct"], w.machine_busy_pct, lat["ms"]["p50"] or 0, lat["ms"]["p99"] or 0,
              "flat" if lat["flat"] else "grows", "holds" if result["holds"] else "misses")
     return result
 
 
 def capacity(ctx: Context, res: Resolution) -> dict[str, Any]:
-    """Every (client, N) point of the plan, then the largest N that holds the goal per client."""
+    """Every (codec, client, decoder, N) point of the plan, then the largest N that holds the goal per series."""
     plan = ctx.plan
     if res.name not in ctx.results["floor"]:
         floor(ctx, res)
@@ -264,35 +322,39 @@ def capacity(ctx: Context, res: Resolution) -> dict[str, Any]:
     partitions = distinct_partitions(camera_ids(top))
     result: dict[str, Any] = {"resolution": res.name, "window_s": plan.capacity_s, "viewers": plan.capacity_viewers,
                               "partitions": partitions, "fps_goal": FPS_GOAL, "points": {}, "max_cameras": {},
-                              "errors": {}, "decoders": list(plan.capacity_decoders), "by_decoder": {}}
-    first = result["by_decoder"][plan.capacity_decoders[0]] = {"points": {}, "max_cameras": {}}
-    result["points"], result["max_cameras"] = first["points"], first["max_cameras"]  # the report's table
+                              "errors": {}, "decoders": list(plan.capacity_decoders), "by_decoder": {},
+                              "codecs": list(plan.capacity_codecs), "by_codec": {}, "series": []}
+    if "h264" in plan.capacity_codecs:
+        first = result["by_decoder"][plan.capacity_decoders[0]] = {"points": {}, "max_cameras": {}}
+        result["points"], result["max_cameras"] = first["points"], first["max_cameras"]  # the report's table
+        result["by_codec"]["h264"] = result["by_decoder"]
     ctx.results["capacity"] = result
-    cameras: list[RtspCamera] = []
-    try:
-        for _ in range(top):  # idle until a producer connects: a clip server with no client costs nothing
-            cam = RtspCamera(width=res.width, height=res.height, fps=res.fps, clip=ctx.services.clip(res))
-            cameras.append(cam)
-            cam.start()
-        for client, decoder in capacity_pairs(plan):
-            block = result["by_decoder"].setdefault(decoder, {"points": {}, "max_cameras": {}})
-            points: dict[str, Any] = {}
-            block["points"][client] = points
-            for n in plan.capacity_levels:
-                try:
-                    points[str(n)] = point(ctx, res, cameras[:n], client, partitions, decoder)
-                except (ServiceError, RuntimeError, OSError) as err:  # recorded; the next point still runs
-                    log.exception("capacity %s/%s N=%d failed", client, decoder, n)
-                    result["errors"][f"{client}:{decoder}:{n}"] = f"{type(err).__name__}: {str(err)[:400]}"
-            held = [int(k) for k, p in points.items() if p["holds"]]
-            block["max_cameras"][client] = max(held, default=0)
-    finally:
-        for cam in cameras:
-            cam.close()
+    series = capacity_series(plan)
+    for codec in dict.fromkeys(c for c, _, _ in series):
+        cameras = start_cameras(res, codec, top, ctx.services.clip(res))
+        try:
+            for _, client, decoder in (s for s in series if s[0] == codec):
+                blocks = result["by_codec"].setdefault(codec, {})
+                block = blocks.setdefault(decoder, {"points": {}, "max_cameras": {}})
+                points: dict[str, Any] = {}
+                block["points"][client] = points
+                result["series"].append({"codec": codec, "client": client, "decoder": decoder})
+                for n in plan.capacity_levels:
+                    try:
+                        points[str(n)] = point(ctx, res, cameras[:n], client, partitions, decoder, codec)
+                    except (ServiceError, RuntimeError, OSError) as err:  # recorded; the next point still runs
+                        log.exception("capacity %s %s/%s N=%d failed", codec, client, decoder, n)
+                        key = f"{client}:{decoder}:{n}" if codec == "h264" else f"{codec}:{client}:{decoder}:{n}"
+                        result["errors"][key] = f"{type(err).__name__}: {str(err)[:400]}"
+                held = [int(k) for k, p in points.items() if p["holds"]]
+                block["max_cameras"][client] = max(held, default=0)
+        finally:
+            for cam in cameras:
+                cam.close()
     rss1 = {c: get_rss(result, c, 1) for c in plan.capacity_clients}
     result["producer_rss_one_camera_mb"] = rss1
     log.info("capacity: largest N holding the goal %s",
-             {d: b["max_cameras"] for d, b in result["by_decoder"].items()})
+             {c: {d: b["max_cameras"] for d, b in blocks.items()} for c, blocks in result["by_codec"].items()})
     return result
 
 
@@ -323,7 +385,7 @@ def decoder_table(c: dict[str, Any]) -> list[str]:
     floor_ms = next((p["floor_cpu_s_per_frame"] * 1e3 for b in blocks.values() for pts in b["points"].values()
                      for p in pts.values()), None)
     most = "; ".join(f"{d}: " + ", ".join(f"{k} {v}" for k, v in b["max_cameras"].items()) for d, b in blocks.items())
-    return [f"Capacity by SOURCE_DECODER @{c['resolution']} (floor: OpenCV decode + cv2.imencode = "
+    return [f"Capacity by SOURCE_DECODER, H.264 cameras @{c['resolution']} (floor: OpenCV decode + cv2.imencode = "
             f"{floor_ms or 0:.2f} ms/frame)", *lines, f"Largest N holding the goal per decoder: {most}"]
 
 

@@ -35,6 +35,7 @@ SCENARIOS = ("floor", "pipeline", "fanout", "slow", "baseline")
 OPTIONAL_SCENARIOS = ("profile", "acks", "worker", "capacity")
 KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
 DECODERS = ("opencv", "pyav")  # SOURCE_DECODER
+CODECS = ("h264", "mjpeg")  # what the capacity cameras send: H.264 clips or MJPEG clips (passed through)
 JPEG_QUALITY = 80  # the producer's default (config.env JPEG_QUALITY); the floor uses the same
 
 
@@ -75,6 +76,10 @@ class Plan:
     # pair would double a ~7 min scenario; the decoder's cost does not depend on the Kafka client.
     capacity_decoders: tuple[str, ...] = DECODERS
     capacity_decoder_client: str = "confluent-kafka"
+    # the cameras' codec: h264 runs every (client, decoder) pair above; the others (mjpeg: the
+    # producer publishes the camera's JPEGs unchanged, no decoder in play) run only with
+    # capacity_decoder_client and the first decoder, ~3 min more
+    capacity_codecs: tuple[str, ...] = CODECS
     capacity_viewers: int = 10  # MJPEG viewers of one consumer.py, spread over the cameras
     capacity_s: float = 20.0  # per (client, cameras) point
 

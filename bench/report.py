@@ -129,13 +129,28 @@ def evaluate(results: dict[str, Any], errors: dict[str, str]) -> list[dict[str, 
 CAPACITY_TARGET = 8  # the issue: 8 cameras at 720p30 on this 2-core box
 
 
+def capacity_series(c: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any], int | None]]:
+    """(codec, client, decoder, points, largest N) per series of the report's table: H.264 cameras with
+    the first decoder (``points``; the others are in ``capacity.decoder_table``), then every series of
+    the other camera codecs (``by_codec``; absent in results from before the codec dimension)."""
+    decoder = (c.get("decoders") or ["opencv"])[0]
+    out = [("h264", client, decoder, points, (c.get("max_cameras") or {}).get(client))
+           for client, points in (c.get("points") or {}).items()]
+    for codec, blocks in (c.get("by_codec") or {}).items():
+        if codec != "h264":
+            out += [(codec, client, dec, points, block["max_cameras"].get(client))
+                    for dec, block in blocks.items() for client, points in block["points"].items()]
+    return out
+
+
 def capacity_goals(c: dict[str, Any], error: str | None) -> list[dict[str, Any]]:
-    """Issue 12: per Kafka client, the largest camera count one producer.py carries at the goal."""
+    """Issue 12: per Kafka client (and camera codec), the largest camera count one producer.py carries."""
     res = c.get("resolution", "720p30")
     out = []
-    for client, n in (c.get("max_cameras") or {"-": None}).items():
-        tried = max((int(k) for k in (c.get("points") or {}).get(client, {})), default=0)
-        out.append(goal(f"cameras in one producer.py ({client}) @{res}, each >= 0.98x fps, latency flat, "
+    for codec, client, _, points, n in capacity_series(c) or [("h264", "-", "", {}, None)]:
+        tried = max((int(k) for k in points), default=0)
+        what = "cameras" if codec == "h264" else f"{codec.upper()} cameras (passthrough)"
+        out.append(goal(f"{what} in one producer.py ({client}) @{res}, each >= 0.98x fps, latency flat, "
                         f"{c.get('viewers', 10)} viewers", f"{n} (of {tried} tried)" if n is not None else "-",
                         None if n is None else n >= CAPACITY_TARGET, f">= {CAPACITY_TARGET}",
                         error if n is None else None))
@@ -354,8 +369,9 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
     return out
 
 
-CAPACITY_HEAD = ("client", "N", "fps/src min", "CPU/frame vs floor", "capture->viewer p50/p99 ms", "latency",
-                 "producer CPU", "RSS MB (/cam)", "consumer CPU", "cameras CPU", "machine busy", "others", "goal")
+CAPACITY_HEAD = ("codec", "client", "N", "passed through", "fps/src min", "CPU/frame vs floor",
+                 "capture->viewer p50/p99 ms", "latency", "producer CPU", "RSS MB (/cam)", "consumer CPU",
+                 "cameras CPU", "machine busy", "others", "goal")
 
 
 def capacity_table(c: dict[str, Any]) -> list[str]:
@@ -363,14 +379,16 @@ def capacity_table(c: dict[str, Any]) -> list[str]:
     if not c:
         return []
     table = [CAPACITY_HEAD]
-    for client, points in (c.get("points") or {}).items():
+    for codec, client, _, points, _ in capacity_series(c):
         for n, p in points.items():
             lat = p["latency"]
             per_frame = p["producer_cpu_s_per_frame"]
             loaded = p.get("producer_loaded_librdkafka")
             shown = client if loaded is None or loaded == (client == "confluent-kafka") else f"{client} (NOT in use)"
+            passed = p.get("passthrough_cameras")
             table.append((
-                shown, n, f"{p['fps_ratio_min']:.3f}",
+                codec, shown, n, "-" if codec == "h264" or passed is None else f"{passed}/{n}",
+                f"{p['fps_ratio_min']:.3f}",
                 f"{num(p['cpu_vs_floor'], suffix='x')} ({num(per_frame and per_frame * 1e3, suffix=' ms')})",
                 f"{num(lat['ms']['p50'], '{:.1f}')} / {num(lat['ms']['p99'], '{:.1f}')}",
                 f"{'flat' if lat['flat'] else 'grows'} ({num(lat['growth_ms'], '{:+.1f}')})",
@@ -381,7 +399,7 @@ def capacity_table(c: dict[str, Any]) -> list[str]:
     widths = [max(len(str(r[i])) for r in table) for i in range(len(CAPACITY_HEAD))]
     lines = [" | ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in table]
     lines.insert(1, "-+-".join("-" * w for w in widths))
-    most = ", ".join(f"{k}: {v}" for k, v in (c.get("max_cameras") or {}).items())
+    most = ", ".join(f"{codec} {client}/{dec}: {n}" for codec, client, dec, _, n in capacity_series(c))
     errors = [f"  {k}: {v}" for k, v in (c.get("errors") or {}).items()]
     return [f"Capacity @{c['resolution']}: one producer.py for N cameras, {c['viewers']} viewers, "
             f"{c['window_s']:.0f} s per point, topic of {c['partitions']} partitions (a camera per partition)",
@@ -426,6 +444,10 @@ CAPACITY_NOTES = """\
   frame). RSS /cam = producer RSS / N. Cameras CPU = the N camera servers together. Machine busy
   = all cores (100% = both); others = % of one core used by processes not of this point (the
   shared machine's other tenants: a figure measured while it is high is pessimistic).
+- Codec: h264 cameras loop a pre-encoded H.264 clip (the producer decodes and JPEG-encodes every
+  frame); mjpeg cameras loop the same frames as q80 4:2:0 JPEGs over RTP/JPEG (no encoding in the
+  camera), which the producer publishes unchanged. "passed through" = cameras whose passthrough
+  the producer announced in its log / N; CPU/frame is still shown against the decode+encode floor.
 """
 
 WORKER_NOTES = """\
