@@ -30,7 +30,7 @@ from confluent_kafka import KafkaException
 from kafka import errors as kerr
 from kafka.structs import TopicPartition
 
-from .confluent_producer import kafka_error
+from .confluent_producer import RdkafkaLog, kafka_error
 
 log = logging.getLogger(__name__)
 rdkafka_log = logging.getLogger(f"{__name__}.librdkafka")
@@ -105,18 +105,6 @@ def librdkafka_consumer_config(kwargs: dict[str, Any]) -> dict[str, Any]:
     return conf
 
 
-class _RdLog:
-    """librdkafka's log lines into Python logging: connection failures at DEBUG (the broker probe
-    says once that the brokers are lost and once that they are back), other warnings at WARNING."""
-
-    NOISE = frozenset({"FAIL", "ERROR", "BROKERFAIL", "REQTMOUT", "DISCONNECT", "TERMINATE"})
-
-    def log(self, level: int, fmt: str, *args: Any) -> None:
-        facility = args[0] if args else ""
-        demoted = facility in self.NOISE or level < logging.WARNING
-        rdkafka_log.log(logging.DEBUG if demoted else logging.WARNING, fmt, *args)
-
-
 class ConfluentConsumer:
     """librdkafka with the surface of kafka-python's KafkaConsumer that FrameSubscriber uses.
 
@@ -131,7 +119,7 @@ class ConfluentConsumer:
         self._cooperative = gevent_patched()
         conf = librdkafka_consumer_config(kwargs)
         conf.update({"group.id": self._group or f"rtsp-kafka-mjpeg-unused-{uuid.uuid4().hex[:12]}",
-                     "logger": _RdLog(), "error_cb": self._on_client_error})
+                     "logger": RdkafkaLog(rdkafka_log), "error_cb": self._on_client_error})
         self._pending: kerr.KafkaError | None = None  # raised by the next poll
         self._errors_said: set[int] = set()
         try:

@@ -171,16 +171,20 @@ class Delivered(NamedTuple):
     timestamp: int
 
 
-class _RdLog:
-    """librdkafka's log lines into Python logging: connection failures at DEBUG (FramePublisher
-    says once that delivery fails and once that it resumed), its other warnings at WARNING."""
+class RdkafkaLog:
+    """librdkafka's log lines into Python logging (`logger=` config of the producer and the
+    consumer): connection failures at DEBUG, since our own code says once that delivery fails or
+    the brokers are lost and once that they are back; its other warnings at WARNING."""
 
     NOISE = frozenset({"FAIL", "ERROR", "BROKERFAIL", "REQTMOUT", "DISCONNECT", "TERMINATE"})
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
         facility = args[0] if args else ""
         demoted = facility in self.NOISE or level < logging.WARNING
-        rdkafka_log.log(logging.DEBUG if demoted else logging.WARNING, fmt, *args)
+        self._logger.log(logging.DEBUG if demoted else logging.WARNING, fmt, *args)
 
 
 class ConfluentProducer:
@@ -195,7 +199,7 @@ class ConfluentProducer:
         self._wait_s = kwargs.get("max_block_ms", 60_000) / 1000
         bootstrap_s = kwargs.get("bootstrap_timeout_ms", kwargs.get("max_block_ms", 60_000)) / 1000
         conf = librdkafka_config(kwargs)
-        conf.update(logger=_RdLog(), error_cb=self._on_client_error)
+        conf.update(logger=RdkafkaLog(rdkafka_log), error_cb=self._on_client_error)
         self._fatal: RdError | None = None
         self._errors_said: set[int] = set()
         self._ready = False  # until the brokers answered once, a failure is the constructor's to raise

@@ -14,8 +14,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from playwright.sync_api import Page, sync_playwright
 
 from harness import procs
@@ -135,6 +137,33 @@ def app_env(kafka_bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
                PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def crash_broker() -> Iterator[KafkaBroker]:
+    """A broker of this test alone, on a fixed port so clients find it again after a restart."""
+    broker = KafkaBroker(port=free_port())
+    broker.start()
+    yield broker
+    broker.close()
+
+
+def topic_records(kafka: KafkaBroker, topic: str, timeout_s: float = 20.0) -> list[Any]:
+    """Every record in the topic up to its end when called (a producer may keep publishing)."""
+    consumer = KafkaConsumer(**kafka.client_config(), auto_offset_reset="earliest",
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        got: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                got += [r for r in batch if r.offset < ends[tp]]
+        return got
+    finally:
+        consumer.close()
 
 
 @pytest.fixture

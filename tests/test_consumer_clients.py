@@ -8,16 +8,13 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from conftest import app_env, read_parts, wait_for
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.kafka_broker import KafkaBroker
-from harness.ports import free_port
 from rtsp_kafka_mjpeg.confluent_consumer import ConfluentConsumer
 from rtsp_kafka_mjpeg.frame import Frame
 from rtsp_kafka_mjpeg.metrics import ConsumerMetrics
@@ -115,18 +112,9 @@ def test_lag_is_the_records_between_the_last_handed_on_and_librdkafkas_highwater
         sub.stop()
 
 
-@pytest.fixture
-def own_broker() -> Iterator[KafkaBroker]:
-    """A broker of this test alone, on a fixed port so clients find it again after a restart."""
-    broker = KafkaBroker(port=free_port())
-    broker.start()
-    yield broker
-    broker.close()
-
-
 def test_healthz_says_503_while_the_broker_is_down_and_200_with_frames_again_when_it_returns(
-        own_broker, topic, start_app) -> None:
-    broker = own_broker
+        crash_broker, topic, start_app) -> None:
+    broker = crash_broker
     consumer = start_app("consumer.py", app_env(broker.bootstrap, topic, KAFKA_CLIENT="confluent-kafka"))
     healthz = f"{consumer.url}/healthz"
     feed = f"{consumer.url}/video_feed?camera=door"

@@ -9,8 +9,8 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, app_env, wait_for
-from kafka import KafkaConsumer, TopicPartition
+from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, app_env, topic_records, wait_for
+from kafka import KafkaConsumer
 
 from harness.rtsp_camera import RtspCamera
 from rtsp_kafka_mjpeg.encoder import JpegEncoder
@@ -63,24 +63,6 @@ def camera_packets(url: str, seconds: float) -> set[bytes]:
     return packets
 
 
-def records(kafka, topic: str, timeout_s: float = 20.0) -> list:
-    """Every record in the topic up to its end when called (the producer keeps publishing)."""
-    consumer = KafkaConsumer(**kafka.client_config(), auto_offset_reset="earliest",
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(parts)
-        ends = consumer.end_offsets(parts)
-        got: list = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
-            for tp, batch in consumer.poll(timeout_ms=500).items():
-                got += [r for r in batch if r.offset < ends[tp]]
-        return got
-    finally:
-        consumer.close()
-
-
 def wait_for_record(kafka, topic: str, timeout_ms: int = 30000):
     consumer = KafkaConsumer(topic, **kafka.client_config(), auto_offset_reset="earliest",
                              consumer_timeout_ms=timeout_ms)
@@ -98,7 +80,7 @@ def test_mjpeg_camera_records_are_the_cameras_own_jpegs_byte_for_byte(kafka, mjp
                          "--camera-id", "door")
     assert wait_for_record(kafka, topic) is not None, producer.log()
     sent = camera_packets(mjpeg_camera.url, 4.0)  # the shared camera sends us the same frames
-    published = records(kafka, topic)
+    published = topic_records(kafka, topic)
     same = [r for r in published if r.value in sent]
     assert len(same) >= CAMERA_FPS * 2, f"{len(same)} of {len(published)} records match the camera's JPEGs"
     camera_tables, ours = encoded_at(CAMERA_QUALITY), encoded_at(80)
@@ -219,7 +201,7 @@ def test_producer_at_one_fps_publishes_about_one_valid_jpeg_a_second(kafka, came
     first = wait_for_record(kafka, topic)
     assert first is not None, producer.log()
     time.sleep(10)
-    published = [r for r in records(kafka, topic) if r.timestamp >= first.timestamp + 1000]
+    published = [r for r in topic_records(kafka, topic) if r.timestamp >= first.timestamp + 1000]
     stamps = [int(dict(r.headers)["capture-ts-ns"]) / 1e9 for r in published]
     rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     assert 0.8 <= rate <= 1.1, (rate, producer.log())

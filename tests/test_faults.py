@@ -23,7 +23,6 @@ from playwright.sync_api import Page
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import figures as figures_file
-from harness.kafka_broker import KafkaBroker
 from harness.mjpeg_client import BackgroundViewer, Part
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
@@ -303,15 +302,6 @@ def test_a_camera_that_never_answers_at_start_up_fails_with_one_error_line_in_bo
 
 
 # -- 3. broker crash ------------------------------------------------------------------------------
-
-@pytest.fixture
-def crash_broker() -> Iterator[KafkaBroker]:
-    """A broker of this test alone, on a fixed port so clients find it again after a restart."""
-    broker = KafkaBroker(port=free_port())
-    broker.start()
-    yield broker
-    broker.close()
-
 
 @pytest.mark.slow
 def test_a_broker_crash_is_ridden_out_with_bounded_memory_and_the_open_stream_resumes(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import KafkaError as RdError
@@ -16,7 +15,6 @@ from kafka import KafkaConsumer
 from kafka import errors as kerr
 
 from harness.kafka_broker import KafkaBroker
-from harness.ports import free_port
 from rtsp_kafka_mjpeg.confluent_producer import kafka_error, librdkafka_config
 from rtsp_kafka_mjpeg.frame import Frame
 from rtsp_kafka_mjpeg.publisher import (
@@ -114,15 +112,6 @@ def test_librdkafka_gets_every_producer_setting() -> None:
     assert conf["queue.buffering.max.kbytes"] * 1024 > settings.max_inflight_bytes
     acks_one = librdkafka_config(producer_config(ProducerSettings(acks="1")))
     assert (acks_one["acks"], acks_one["enable.idempotence"]) == ("1", False)
-
-
-@pytest.fixture
-def crash_broker() -> Iterator[KafkaBroker]:
-    """A broker of this test alone, on a fixed port so clients find it again after a restart."""
-    broker = KafkaBroker(port=free_port())
-    broker.start()
-    yield broker
-    broker.close()
 
 
 FAILING = re.compile(r"WARNING rtsp_kafka_mjpeg\.publisher: Kafka delivery failing \(KafkaTimeoutError: .+\); "

@@ -13,8 +13,7 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 import pytest
-from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, app_env, wait_for
-from kafka import KafkaConsumer, TopicPartition
+from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, app_env, topic_records, wait_for
 
 from harness.clips import make_clip
 from harness.ports import free_port
@@ -126,28 +125,10 @@ def test_an_mjpeg_camera_keeps_passthrough_with_the_pyav_decoder() -> None:
 # -- producer.py --decoder pyav against the live camera --------------------------------------------
 
 
-def published(kafka, topic: str) -> list:
-    """Every record in the topic up to its end when called."""
-    consumer = KafkaConsumer(**kafka.client_config(), auto_offset_reset="earliest",
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(parts)
-        ends = consumer.end_offsets(parts)
-        got: list = []
-        deadline = time.monotonic() + 20
-        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
-            for tp, batch in consumer.poll(timeout_ms=500).items():
-                got += [r for r in batch if r.offset < ends[tp]]
-        return got
-    finally:
-        consumer.close()
-
-
 def captured_after(kafka, topic: str, after_ns: int, count: int, timeout_s: float) -> list:
     """Records captured after `after_ns`, once there are at least `count` of them (or the timeout)."""
     def newer() -> list:
-        return [r for r in published(kafka, topic) if int(dict(r.headers)["capture-ts-ns"]) > after_ns]
+        return [r for r in topic_records(kafka, topic) if int(dict(r.headers)["capture-ts-ns"]) > after_ns]
     wait_for(lambda: len(newer()) >= count, timeout_s, 0.5)
     return newer()
 
@@ -159,7 +140,7 @@ def test_producer_with_pyav_publishes_camera_size_jpegs_at_the_camera_rate_in_op
     started = time.time_ns()
     assert captured_after(kafka, topic, 0, 1, 30), producer.log()
     time.sleep(6)
-    records = [r for r in published(kafka, topic) if int(dict(r.headers)["capture-ts-ns"]) > started + 1e9]
+    records = [r for r in topic_records(kafka, topic) if int(dict(r.headers)["capture-ts-ns"]) > started + 1e9]
     stamps = sorted(int(dict(r.headers)["capture-ts-ns"]) / 1e9 for r in records)
     rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     assert rate >= 0.9 * CAMERA_FPS, (rate, producer.log())
