@@ -27,8 +27,9 @@ def sasl_env(broker: KafkaBroker, topic: str, password: str = SASL_PASSWORD, **e
                    KAFKA_SASL_USERNAME="camuser", KAFKA_SASL_PASSWORD=password, **extra)
 
 
-def test_producer_and_consumer_work_through_a_sasl_plain_listener(sasl_kafka, camera, topic, start_app) -> None:
-    env = sasl_env(sasl_kafka, topic, LOG_LEVEL="DEBUG")
+def test_producer_and_consumer_work_through_a_sasl_plain_listener(
+        sasl_kafka, camera, topic, start_app, kafka_client) -> None:
+    env = sasl_env(sasl_kafka, topic, LOG_LEVEL="DEBUG", KAFKA_CLIENT=kafka_client)
     producer = start_app("producer.py", env, "--source", camera.url, "--camera-id", "door")
     consumer = start_app("consumer.py", env)
     assert wait_for(lambda: len(read_parts(f"{consumer.url}/video_feed", 3, 5)) == 3, 40), consumer.log()

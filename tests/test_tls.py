@@ -60,8 +60,10 @@ def test_producer_and_consumer_stream_over_tls_verifying_the_broker_with_the_ca_
     assert_camera_streams_through(ssl_env(tls_kafka, topic), camera, start_app)
 
 
-def test_producer_and_consumer_stream_over_sasl_ssl_with_scram_sha_256(tls_kafka, camera, topic, start_app) -> None:
-    logs = assert_camera_streams_through(scram_env(tls_kafka, topic, LOG_LEVEL="DEBUG"), camera, start_app)
+def test_producer_and_consumer_stream_over_sasl_ssl_with_scram_sha_256(
+        tls_kafka, camera, topic, start_app, kafka_client) -> None:
+    env = scram_env(tls_kafka, topic, LOG_LEVEL="DEBUG", KAFKA_CLIENT=kafka_client)
+    logs = assert_camera_streams_through(env, camera, start_app)
     assert SCRAM_PASSWORD not in logs
 
 
