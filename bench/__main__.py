@@ -80,26 +80,13 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     changes: dict[str, Any] = {}
     if args.scenarios:
         changes["scenarios"] = args.scenarios
-    if args.profile and "profile" not in (args.scenarios or plan.scenarios):
-        changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "profile")
-    if args.acks and "acks" not in changes.get("scenarios", plan.scenarios):
-        changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "acks")
-    if args.worker and "worker" not in changes.get("scenarios", plan.scenarios):
-        changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "worker")
-    if args.capacity and "capacity" not in changes.get("scenarios", plan.scenarios):
-        changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), "capacity")
-    if args.resolutions:
-        changes["resolutions"] = args.resolutions
-    if args.fanout_levels:
-        changes["fanout_levels"] = args.fanout_levels
-    if args.capacity_levels:
-        changes["capacity_levels"] = args.capacity_levels
-    if args.capacity_clients:
-        changes["capacity_clients"] = args.capacity_clients
-    if args.capacity_decoders:
-        changes["capacity_decoders"] = args.capacity_decoders
-    if args.capacity_codecs:
-        changes["capacity_codecs"] = args.capacity_codecs
+    for name in ("profile", "acks", "worker", "capacity"):  # optional scenarios, each with its own flag
+        if getattr(args, name) and name not in changes.get("scenarios", plan.scenarios):
+            changes["scenarios"] = (*changes.get("scenarios", plan.scenarios), name)
+    for field in ("resolutions", "fanout_levels", "capacity_levels", "capacity_clients", "capacity_decoders",
+                  "capacity_codecs"):
+        if getattr(args, field):
+            changes[field] = getattr(args, field)
     if args.window:
         changes.update(pipeline_s=args.window, fanout_s=args.window, slow_s=args.window, share_s=args.window,
                        baseline_latency_s=args.window, profile_s=args.window, worker_s=args.window,
