@@ -2,8 +2,9 @@
 KafkaConsumer that FrameSubscriber uses (poll, assignment, highwater, close), so the subscriber's
 rules (newest frame per camera, bad records counted, lag, health) hold whichever client reads.
 
-Why: at 8 cameras x 720p30 kafka-python spends ~2.5 ms of CPU per record in Python; librdkafka
-fetches and parses in C threads of its own.
+Why: at 8 cameras x 720p30 consumer.py spent 1.20 ms of CPU per record with kafka-python (which
+fetches and parses in Python) against 0.43 ms with librdkafka (C threads of its own), measured side
+by side on the same records.
 
 consumer.py serves viewers from gevent greenlets in the same OS thread as the subscriber: a C call
 that blocks (a consume with a timeout, a metadata request) would stall every viewer. So under
