@@ -12,7 +12,10 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 
 # Dependencies first, so editing the code does not reinstall them. All are binary wheels
-# (opencv-python-headless bundles its own FFmpeg), so no compiler or apt packages are needed.
+# (opencv-contrib-python-headless bundles its own FFmpeg), so no compiler is needed; opencv-data
+# holds the face cascade of `worker.py --processor faces`.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends opencv-data \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 

@@ -12,11 +12,11 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
-from rtsp_kafka_mjpeg.auth import is_loopback  # noqa: E402
-from rtsp_kafka_mjpeg.broker_check import BrokerUnavailable, check_brokers  # noqa: E402
-from rtsp_kafka_mjpeg.redact import setup_logging  # noqa: E402
-from rtsp_kafka_mjpeg.server import BindError, StreamServer, check_bindable  # noqa: E402
+from rtsp_kafka_mjpeg.kafka.broker_check import BrokerUnavailable, check_brokers  # noqa: E402
+from rtsp_kafka_mjpeg.logging_setup import setup_logging  # noqa: E402
 from rtsp_kafka_mjpeg.settings import ConsumerSettings, fail, load  # noqa: E402
+from rtsp_kafka_mjpeg.web.auth import is_loopback  # noqa: E402
+from rtsp_kafka_mjpeg.web.server import BindError, StreamServer, check_bindable  # noqa: E402
 
 PROG = "consumer.py"
 log = logging.getLogger("consumer")

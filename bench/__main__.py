@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from . import acks, capacity, report, scenarios, worker
+from .paths import RESULTS_DIR
 from .plan import CODECS, DECODERS, KAFKA_CLIENTS, OPTIONAL_SCENARIOS, PRESETS, RESOLUTIONS, SCENARIOS, Plan
-from .services import RESULTS_DIR, Services
+from .services import Services
 
 log = logging.getLogger("bench")
 
@@ -72,6 +73,12 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--capacity-codecs", type=csv(str, CODECS),
                         help=f"camera codecs for capacity, from {', '.join(CODECS)} (default both: h264 with every "
                              "client/decoder pair, mjpeg (passthrough) with confluent-kafka and the first decoder)")
+    parser.add_argument("--failover", action="store_true",
+                        help="instead: rounds of node failures on a 3-node cluster at production defaults, both "
+                             "clients (bench/failover.py; its own flags: --failover --help)")
+    parser.add_argument("--rewind", action="store_true",
+                        help="instead: rewind's goals (first replayed frame, pace, clip export, 16 cameras on the "
+                             "page; bench/rewind.py, its own flags: --rewind --help)")
     parser.add_argument("--bootstrap", help="use this Kafka broker instead of starting one")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
     parser.add_argument("--log-level", default="INFO")
@@ -159,6 +166,15 @@ def run(plan: Plan, bootstrap: str | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--failover" in argv:  # its own cluster and flags (bench/failover.py), not the scenario plan
+        from . import failover
+
+        return failover.main([a for a in argv if a != "--failover"])
+    if "--rewind" in argv:  # its own broker, topic and flags (bench/rewind.py)
+        from . import rewind
+
+        return rewind.main([a for a in argv if a != "--rewind"])
     plan, args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")

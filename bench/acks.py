@@ -21,7 +21,7 @@ from harness.kafka_cluster import KafkaCluster
 from . import stats
 from .measure import Context, in_window
 from .plan import Resolution
-from .services import Stack
+from .stack import Stack
 from .viewers import ViewerRun
 
 log = logging.getLogger(__name__)

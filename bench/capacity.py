@@ -58,8 +58,11 @@ from .measure import (
     snapshot,
 )
 from .plan import Plan, Resolution
+from .process import ServiceError
+from .rtsp_backlog import RtspBacklog
 from .scenarios import floor, producer_drop_reasons
-from .services import RtspBacklog, ServiceError, Stack, http_json, metric_sum
+from .scrape import http_json, metric_sum
+from .stack import Stack
 from .viewers import ViewerRun
 
 log = logging.getLogger(__name__)

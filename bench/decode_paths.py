@@ -33,8 +33,8 @@ from typing import Any
 
 from harness.clips import make_clip
 from harness.rtsp_camera import RtspCamera
-from rtsp_kafka_mjpeg.encoder import JpegEncoder
-from rtsp_kafka_mjpeg.source import FrameSource
+from rtsp_kafka_mjpeg.capture.encoder import JpegEncoder
+from rtsp_kafka_mjpeg.capture.source import FrameSource
 
 log = logging.getLogger("bench.decode_paths")
 

@@ -18,15 +18,11 @@ import psutil
 
 from . import stats
 from .plan import Plan
-from .services import (
-    ProcTree,
-    RtspBacklog,
-    Services,
-    TopicCounter,
-    cpu_delta,
-    histogram_buckets,
-    histogram_quantile,
-)
+from .proctree import ProcTree, cpu_delta
+from .rtsp_backlog import RtspBacklog
+from .scrape import histogram_buckets, histogram_quantile
+from .services import Services
+from .topic_counter import TopicCounter
 from .viewers import ViewerRun
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from rtsp_kafka_mjpeg.settings import KAFKA_CLIENTS
+
 
 @dataclasses.dataclass(frozen=True)
 class Resolution:
@@ -33,7 +35,6 @@ SCENARIOS = ("floor", "pipeline", "fanout", "slow", "baseline")
 # worker (bench.worker) runs worker.py beside its own stack and a four-camera publisher for a minute;
 # capacity (bench.capacity) runs up to 8 cameras through one producer per Kafka client, ~10 minutes
 OPTIONAL_SCENARIOS = ("profile", "acks", "worker", "capacity")
-KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
 DECODERS = ("opencv", "pyav")  # SOURCE_DECODER
 CODECS = ("h264", "mjpeg")  # what the capacity cameras send: H.264 clips or MJPEG clips (passed through)
 JPEG_QUALITY = 80  # the producer's default (config.env JPEG_QUALITY); the floor uses the same
@@ -68,6 +69,7 @@ class Plan:
     worker_s: float = 25.0  # each of the worker's two windows (one camera, four cameras)
     worker_frames: int = 300  # recorded from the topic: the worker floor's frames and the publisher's
     worker_cameras: int = 4
+    worker_detectors: bool = True  # people/faces floors and people with 1 vs 2 processes (~1.5 min)
     capacity_res: str = "720p30"  # the goal: 8 cameras at 720p30 on this 2-core box
     capacity_levels: tuple[int, ...] = (1, 2, 4, 6, 8)  # cameras in one producer.py
     capacity_clients: tuple[str, ...] = KAFKA_CLIENTS

@@ -32,7 +32,7 @@ from .measure import (
     snapshot,
 )
 from .plan import JPEG_QUALITY, Resolution
-from .services import metric_sum
+from .scrape import metric_sum
 from .tutorial import baseline_latency, baseline_share
 from .viewers import ViewerRun
 

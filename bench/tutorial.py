@@ -18,6 +18,7 @@ from typing import Any
 from harness.ports import free_port
 
 from . import stats
+from .app_env import baseline_env
 from .measure import (
     LATENCY_FLAT_ABS_MS,
     BacklogSampler,
@@ -29,8 +30,11 @@ from .measure import (
     per_viewer_fps,
     snapshot,
 )
+from .paths import BASELINE_DIR
 from .plan import Resolution
-from .services import BASELINE_DIR, Service, Services, TopicCounter, baseline_env
+from .process import Service
+from .services import Services
+from .topic_counter import TopicCounter
 from .viewers import ViewerRun
 
 log = logging.getLogger(__name__)

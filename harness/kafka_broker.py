@@ -2,13 +2,12 @@
 
 Why this shape: Docker is not available and only Maven Central is reachable, so the broker runs
 from Maven jars (see ``harness.kafka_jars``) on the machine's Java 17, in KRaft combined mode
-(no ZooKeeper). The controller quorum is static (``controller.quorum.voters``) rather than
-``--standalone``: a static quorum takes its voters from the config, so restarting on the same
-data dir works even when a new ``KafkaBroker`` picked a different controller port.
+(no ZooKeeper); its lifecycle is the one ``harness.kafka_node`` gives every node. The controller
+quorum is static (``controller.quorum.voters``) rather than ``--standalone``: a static quorum
+takes its voters from the config, so restarting on the same data dir works even when a new
+``KafkaBroker`` picked a different controller port.
 
-Version: ``DEFAULT_VERSION`` (override with env ``KAFKA_VERSION``). 4.4.0 was checked with
-kafka-python 3.0.12: admin create/list topics, produce/consume with headers, SASL/PLAIN, TLS,
-SASL_SSL with SCRAM-SHA-256.
+Version: ``harness.kafka_jars.DEFAULT_VERSION`` (override with env ``KAFKA_VERSION``).
 
 Use::
 
@@ -28,9 +27,7 @@ SIGINT/SIGTERM and prints ``kafka broker ready at 127.0.0.1:9092`` once it answe
 from __future__ import annotations
 
 import argparse
-import base64
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -44,44 +41,16 @@ from pathlib import Path
 from typing import Any, Self
 
 from harness import procs
-from harness.kafka_jars import fetch_kafka, write_log4j2_config
+from harness.kafka_jars import fetch_kafka, kafka_version
+from harness.kafka_node import VIDEO_CONFIG, KafkaNode, _cluster_id, wait_for
 from harness.ports import free_port, port_open
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VERSION = "4.4.0"
 BROKER_USER = "harness-broker"  # SASL identity the broker uses to talk to itself
 PLAIN_LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 SCRAM_MECHANISM = "SCRAM-SHA-256"
-JVM_OPTS = ["-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
-
-# Why each: video frames are up to ~16 MB; a single node needs replication factors of 1; no
-# rebalance delay so a test's consumer gets its partition at once; bounded disk for long runs;
-# a short broker session so a restart after SIGKILL is not held ~10 s waiting for the old
-# registration to expire (measured: 11.7 s -> 4.8 s).
-VIDEO_CONFIG = {
-    "message.max.bytes": "16777216",
-    "replica.fetch.max.bytes": "16777216",
-    "offsets.topic.replication.factor": "1",
-    "offsets.topic.num.partitions": "1",
-    "transaction.state.log.replication.factor": "1",
-    "transaction.state.log.min.isr": "1",
-    "share.coordinator.state.topic.replication.factor": "1",
-    "share.coordinator.state.topic.min.isr": "1",
-    "group.initial.rebalance.delay.ms": "0",
-    "num.partitions": "1",
-    "auto.create.topics.enable": "true",
-    "log.retention.bytes": "1073741824",
-    "log.segment.bytes": "134217728",
-    "broker.session.timeout.ms": "3000",
-    "broker.heartbeat.interval.ms": "500",
-}
-
-
-def _prop_escape(value: str) -> str:
-    """Escape a value for a java .properties file (backslash is its escape character)."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def _jaas_quote(value: str) -> str:
@@ -120,16 +89,11 @@ def _check_names(users: dict[str, str] | None, what: str) -> dict[str, str] | No
     return dict(users) if users else None
 
 
-def _cluster_id() -> str:
-    """A random Kafka Uuid in its base64 form (what ``kafka-storage random-uuid`` prints)."""
-    while True:
-        cid = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
-        if not cid.startswith("-"):
-            return cid
+class KafkaBroker(KafkaNode):
+    """One KRaft broker+controller JVM on 127.0.0.1, restartable on the same data dir.
 
-
-class KafkaBroker:
-    """One KRaft broker+controller JVM on 127.0.0.1, restartable on the same data dir."""
+    A ``KafkaNode`` (node 1, its own single voter) with the client listeners and security added.
+    """
 
     def __init__(
         self,
@@ -142,10 +106,9 @@ class KafkaBroker:
         version: str | None = None,
         start_timeout: float = 60.0,
     ) -> None:
-        self.port = port or free_port()
-        self.controller_port = free_port()
         self._owns_dir = data_dir is None
-        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kafka-broker-")).resolve()
+        super().__init__(1, port or free_port(), free_port(),
+                         Path(data_dir or tempfile.mkdtemp(prefix="kafka-broker-")).resolve())
         self.sasl_users = _check_names(sasl_users, "SASL")
         # Users of the SASL_SSL (SCRAM-SHA-256) listener; created when the storage is formatted.
         self.scram_users = _check_names(scram_users, "SCRAM")
@@ -153,15 +116,13 @@ class KafkaBroker:
         self.sasl_ssl_port = free_port() if self.scram_users else None
         self._broker_password = secrets.token_urlsafe(16)
         self.extra_config = dict(extra_config or {})
-        self.version = version or os.environ.get("KAFKA_VERSION") or DEFAULT_VERSION
+        self.version = kafka_version(version)
         self.start_timeout = start_timeout
         self.start_seconds: float | None = None  # how long the last start() took
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def bootstrap(self) -> str:
-        """``127.0.0.1:PORT`` of the client listener."""
-        return f"127.0.0.1:{self.port}"
+    def title(self) -> str:
+        return f"Kafka broker {self.bootstrap}"
 
     @property
     def ssl_bootstrap(self) -> str:
@@ -183,23 +144,6 @@ class KafkaBroker:
     def ca_file(self) -> Path:
         """PEM file that verifies the broker's certificate (clients' ``ssl_cafile``)."""
         return self.tls_dir / "ca.pem"
-
-    @property
-    def log_path(self) -> Path:
-        """The broker's log4j log (WARN and up, plus start/stop lines)."""
-        return self.data_dir / "server.log"
-
-    @property
-    def stdout_path(self) -> Path:
-        """The JVM's stdout/stderr (crashes before log4j is up end here)."""
-        return self.data_dir / "broker.out"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.is_running() and self._proc else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def client_config(self, user: str | None = None, listener: str = "client") -> dict[str, Any]:
         """kafka-python keyword arguments to reach this broker (SASL ones when it has users).
@@ -238,21 +182,7 @@ class KafkaBroker:
         return found
 
     def _config(self) -> dict[str, str]:
-        listeners = self._listeners()
-        advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, (_, port) in listeners.items())
-        protocols = ",".join(f"{name}:{protocol}" for name, (protocol, _) in listeners.items())
-        cfg = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": advertised,
-            "listener.security.protocol.map": f"{protocols},CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": "CLIENT",
-            "controller.listener.names": "CONTROLLER",
-            "log.dirs": str(self.data_dir / "logs"),
-            **VIDEO_CONFIG,
-        }
+        cfg = {**self.kraft_config(f"1@127.0.0.1:{self.controller_port}", self._listeners()), **VIDEO_CONFIG}
         if self.sasl_users:
             users = {BROKER_USER: self._broker_password, **self.sasl_users}
             entries = " ".join(f"user_{u}={_jaas_quote(p)}" for u, p in users.items())
@@ -274,28 +204,6 @@ class KafkaBroker:
         cfg.update(self.extra_config)
         return cfg
 
-    def _java(self, libs: Path, main: str, *args: str) -> list[str]:
-        return [
-            "java",
-            *JVM_OPTS,
-            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp",
-            f"{libs}/*",
-            main,
-            *args,
-        ]
-
-    def _format_storage(self, libs: Path, props: Path) -> None:
-        """Format ``log.dirs`` once; a restart on a formatted dir must keep its data."""
-        if (self.data_dir / "logs" / "meta.properties").exists():
-            return
-        scram = [arg for user, password in (self.scram_users or {}).items()
-                 for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")]
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props), *scram)
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"kafka StorageTool format failed:\n{result.stdout}{result.stderr}")
-
     def start(self) -> None:
         """Start the JVM and return once a metadata request succeeds (``start_timeout`` s).
 
@@ -305,42 +213,25 @@ class KafkaBroker:
             return
         t0 = time.monotonic()
         libs = fetch_kafka(self.version)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        props = self.data_dir / "server.properties"
-        props.write_text("".join(f"{k}={_prop_escape(v)}\n" for k, v in self._config().items()))
-        write_log4j2_config(self.data_dir / "log4j2.properties", self.log_path)
-        self._format_storage(libs, props)
-        with open(self.stdout_path, "ab") as out:
-            self._proc = subprocess.Popen(
-                self._java(libs, "kafka.Kafka", str(props)),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C in a terminal goes to us, we stop it cleanly
-            )
-        procs.track(self._proc)
+        self.write_config(self._config())
+        # Users of the SASL_SSL listener exist from the start: StorageTool writes their credentials.
+        scram = [arg for user, password in (self.scram_users or {}).items()
+                 for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")]
+        self.finish_format(self.begin_format(libs, _cluster_id(), *scram))
+        self.launch(libs)
         try:
-            self._wait_ready(t0 + self.start_timeout)
+            wait_for([self], self._ready, "answer", self.start_timeout, since=t0)
         except BaseException:
             self.kill()
             raise
         self.start_seconds = time.monotonic() - t0
-        log.info(
-            "Kafka %s up at %s in %.1fs (pid %d)", self.version, self.bootstrap, self.start_seconds, self._proc.pid
-        )
+        log.info("Kafka %s up at %s in %.1fs (pid %s)", self.version, self.bootstrap, self.start_seconds, self.pid)
 
-    def _wait_ready(self, deadline: float) -> None:
-        while True:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise RuntimeError(self._failure(f"exited with {self._proc.returncode}"))
-            if all(port_open("127.0.0.1", port) for _, port in self._listeners().values()) and all(
-                self._answers(name.lower()) for name in self._listeners()
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(self._failure(f"did not answer within {self.start_timeout}s"))
-            time.sleep(0.2)
+    def _ready(self) -> bool:
+        """Every listener open and answering a metadata request (SASL/TLS as configured)."""
+        return all(port_open("127.0.0.1", port) for _, port in self._listeners().values()) and all(
+            self._answers(name.lower()) for name in self._listeners()
+        )
 
     def _answers(self, listener: str = "client") -> bool:
         """True when a kafka-python admin client gets metadata on ``listener`` (SASL/TLS as configured)."""
@@ -359,21 +250,6 @@ class KafkaBroker:
             return False
         finally:
             admin.close()
-
-    def _failure(self, what: str) -> str:
-        return (
-            f"Kafka broker {self.bootstrap} {what}.\n--- {self.log_path} ---\n"
-            f"{procs.log_tail(self.log_path)}\n--- {self.stdout_path} ---\n"
-            f"{procs.log_tail(self.stdout_path)}"
-        )
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Controlled shutdown (SIGTERM), SIGKILL after ``timeout`` s. Data dir is kept."""
-        procs.terminate(self._proc, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL at once, like a crash. Data dir is kept; ``start()`` recovers it."""
-        procs.kill(self._proc)
 
     def close(self) -> None:
         """Stop and delete the data dir if this object created it."""
@@ -398,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default=None, help="Kafka version (env KAFKA_VERSION)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    version = args.version or os.environ.get("KAFKA_VERSION") or DEFAULT_VERSION
+    version = kafka_version(args.version)
     if args.fetch:
         print(f"kafka {version} jars in {fetch_kafka(version)}", flush=True)
         return 0

@@ -1,9 +1,10 @@
 """A real Apache Kafka cluster of n KRaft nodes (combined broker+controller) for failover tests and demos.
 
 Why this shape: the single ``KafkaBroker`` cannot show replication or a leader moving. Here every
-node is its own JVM from the same Maven jars, with its own client and controller ports and data
-dir; all are formatted with one cluster id and share a static quorum
-(``controller.quorum.voters`` of all n), so any node restarts on its own data dir and rejoins.
+node is its own JVM from the same Maven jars (a ``harness.kafka_node.KafkaNode``, as the single
+broker is), with its own client and controller ports and data dir; all are formatted with one
+cluster id and share a static quorum (``controller.quorum.voters`` of all n), so any node
+restarts on its own data dir and rejoins.
 Internal topics are replicated n-fold with a min ISR of 2, like a production cluster.
 
 ``session_timeout_ms`` is the brokers' ``broker.session.timeout.ms``: how long after a SIGKILL
@@ -30,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,8 +45,8 @@ from typing import Any, Self, TypeVar
 from kafka.partitioner.default import murmur2
 
 from harness import procs
-from harness.kafka_broker import DEFAULT_VERSION, JVM_OPTS, VIDEO_CONFIG, _cluster_id
-from harness.kafka_jars import fetch_kafka, write_log4j2_config
+from harness.kafka_jars import fetch_kafka, kafka_version
+from harness.kafka_node import VIDEO_CONFIG, KafkaNode, _cluster_id, wait_for
 from harness.ports import free_port, port_open
 
 log = logging.getLogger(__name__)
@@ -60,39 +59,12 @@ PROD_SESSION_TIMEOUT_MS = 9000  # Kafka's default broker.session.timeout.ms
 REPLICA_FETCH_BACKOFF_MS = "100"
 
 
-class ClusterNode:
+class ClusterNode(KafkaNode):
     """One combined broker+controller JVM of the cluster: its id, ports, data dir and process."""
 
-    def __init__(self, node_id: int, port: int, controller_port: int, data_dir: Path) -> None:
-        self.node_id = node_id
-        self.port = port
-        self.controller_port = controller_port
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
     @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def props(self) -> Path:
-        return self.data_dir / "server.properties"
-
-    @property
-    def log_path(self) -> Path:
-        """The node's log4j log (WARN and up, plus start/stop lines)."""
-        return self.data_dir / "server.log"
-
-    @property
-    def stdout_path(self) -> Path:
-        return self.data_dir / "broker.out"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.is_running() and self.proc else None
-
-    def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def title(self) -> str:
+        return f"Kafka cluster node {self.node_id} ({self.bootstrap})"
 
 
 class KafkaCluster:
@@ -121,7 +93,7 @@ class KafkaCluster:
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kafka-cluster-")).resolve()
         self.extra_config = dict(extra_config or {})
-        self.version = version or os.environ.get("KAFKA_VERSION") or DEFAULT_VERSION
+        self.version = kafka_version(version)
         self.start_timeout = start_timeout
         client_ports = ports or [free_port() for _ in range(n)]
         self.nodes = {i: ClusterNode(i, client_ports[i - 1], free_port(), self.data_dir / f"node{i}")
@@ -143,15 +115,7 @@ class KafkaCluster:
         replicas, min_isr = str(self.n), str(min(2, self.n))
         return {
             **VIDEO_CONFIG,
-            "process.roles": "broker,controller",
-            "node.id": str(node.node_id),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "controller.listener.names": "CONTROLLER",
-            "log.dirs": str(node.data_dir / "logs"),
+            **node.kraft_config(voters, {"PLAINTEXT": ("PLAINTEXT", node.port)}),
             # Internal topics replicated like a production cluster's.
             "offsets.topic.replication.factor": replicas,
             "transaction.state.log.replication.factor": replicas,
@@ -165,33 +129,15 @@ class KafkaCluster:
             **self.extra_config,
         }
 
-    def _java(self, node: ClusterNode, libs: Path, main: str, *args: str) -> list[str]:
-        return ["java", *JVM_OPTS, f"-Dlog4j2.configurationFile={node.data_dir / 'log4j2.properties'}",
-                "-cp", f"{libs}/*", main, *args]
-
     def _prepare(self, libs: Path) -> None:
         """Write every node's config and format the unformatted ones with one cluster id, in parallel."""
         cluster_id = _cluster_id()
-        formats: list[tuple[ClusterNode, subprocess.Popen[str]]] = []
+        formats = []
         for node in self.nodes.values():
-            node.data_dir.mkdir(parents=True, exist_ok=True)
-            node.props.write_text("".join(f"{k}={v}\n" for k, v in self._config(node).items()))
-            write_log4j2_config(node.data_dir / "log4j2.properties", node.log_path)
-            if (node.data_dir / "logs" / "meta.properties").exists():
-                continue  # formatted before: restarting keeps its data and cluster id
-            cmd = self._java(node, libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node.props))
-            formats.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+            node.write_config(self._config(node))
+            formats.append((node, node.begin_format(libs, cluster_id)))
         for node, proc in formats:
-            out, _ = proc.communicate(timeout=self.start_timeout)
-            if proc.returncode != 0:
-                raise RuntimeError(f"kafka StorageTool format of node {node.node_id} failed:\n{out}")
-
-    def _launch(self, node: ClusterNode, libs: Path) -> None:
-        with open(node.stdout_path, "ab") as out:
-            node.proc = subprocess.Popen(self._java(node, libs, "kafka.Kafka", str(node.props)),
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        procs.track(node.proc)
+            node.finish_format(proc, timeout=self.start_timeout)
 
     def start(self) -> None:
         """Start every node that is not running; return once metadata lists all n brokers alive.
@@ -203,7 +149,7 @@ class KafkaCluster:
         self._prepare(libs)
         for node in self.nodes.values():
             if not node.is_running():
-                self._launch(node, libs)
+                node.launch(libs)
         try:
             # Ports first: a client bootstrapped before a JVM listens logs a burst of ECONNREFUSED.
             self._wait(lambda: all(port_open("127.0.0.1", n.port) for n in self.nodes.values()),
@@ -216,40 +162,24 @@ class KafkaCluster:
 
     def kill(self, node_id: int) -> None:
         """SIGKILL one node at once, like a crash; its data dir is kept."""
-        procs.kill(self.node(node_id).proc)
+        self.node(node_id).kill()
 
     def stop(self, node_id: int, timeout: float = 30.0) -> None:
         """Controlled shutdown (SIGTERM, SIGKILL after ``timeout`` s): its leaderships move first."""
-        procs.terminate(self.node(node_id).proc, timeout)
+        self.node(node_id).stop(timeout)
 
     def restart(self, node_id: int) -> None:
         """Start a stopped node on its own data dir; return once the cluster lists it alive."""
         node = self.node(node_id)
         if node.is_running():
             return
-        self._launch(node, fetch_kafka(self.version))
+        node.launch(fetch_kafka(self.version))
         self._wait(lambda: port_open("127.0.0.1", node.port), "open its client port", node)
         self._wait(lambda: node_id in self.live_brokers(), f"list node {node_id} alive again", node)
 
     def _wait(self, ready: Callable[[], bool], what: str, only: ClusterNode | None = None) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        watched = [only] if only else list(self.nodes.values())
-        while True:
-            for node in watched:
-                if node.proc is not None and node.proc.poll() is not None:
-                    raise RuntimeError(self._failure(node, f"exited with {node.proc.returncode}"))
-            try:
-                if ready():
-                    return
-            except Exception:  # noqa: BLE001 - any failure to ask means "not yet"
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(self._failure(watched[0], f"did not {what} within {self.start_timeout}s"))
-            time.sleep(0.3)
-
-    def _failure(self, node: ClusterNode, what: str) -> str:
-        return (f"Kafka cluster node {node.node_id} ({node.bootstrap}) {what}.\n--- {node.log_path} ---\n"
-                f"{procs.log_tail(node.log_path)}\n--- {node.stdout_path} ---\n{procs.log_tail(node.stdout_path)}")
+        """Until ``ready()``, ``start_timeout`` s at most, failing at once if a watched node exits."""
+        wait_for([only] if only else self.nodes.values(), ready, what, self.start_timeout, interval=0.3)
 
     # --- questions to the cluster (each through a short-lived admin client on the live nodes) ---
 
@@ -333,7 +263,7 @@ class KafkaCluster:
     def close_processes(self) -> None:
         """SIGKILL every node still running (a failed start must not leave JVMs behind)."""
         for node in self.nodes.values():
-            procs.kill(node.proc)
+            node.kill()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop every node at once, SIGKILL what still runs after `timeout` s (with every node

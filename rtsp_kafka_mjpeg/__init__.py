@@ -1,6 +1,8 @@
 """rtsp-kafka-mjpeg: live camera frames carried through Apache Kafka and served as MJPEG.
 
-Data flows one way: source -> encoder -> publisher -> Kafka -> subscriber -> hub -> web.
+Data flows one way, and the folders show it: capture/ (source -> encoder -> pipeline) ->
+kafka/ (publisher -> Kafka -> subscriber) -> web/ (hub -> HTTP clients) and analytics/ (the
+workers). settings, frame, results, metrics and logging sit below them all (README "Layout").
 """
 
 import os

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 CONTENT_TYPE = "image/jpeg"
+RECORD_OVERHEAD = 4096  # key, headers and batch framing around the JPEG in a Kafka record
 H_CAMERA, H_TS, H_SEQ, H_WIDTH, H_HEIGHT, H_TYPE = (
     "camera-id", "capture-ts-ns", "seq", "width", "height", "content-type")
 

@@ -84,6 +84,11 @@ class ConsumerMetrics:
                                         "Capture timestamp of the analysed frame to its result's arrival",
                                         ["camera"], buckets=LATENCY_BUCKETS, registry=r)
         self.events_out = Counter("mjpeg_events_out", "Results written to /api/events clients", registry=r)
+        # Rewind: readers of the topic's past, one per replay, clip or snapshot at a time.
+        self.history_readers = Gauge("mjpeg_history_readers", "Open readers of retained frames (replays, clips)",
+                                     registry=r)
+        self.history_requests = Counter("mjpeg_history_requests", "Requests for retained frames, by kind",
+                                        ["kind"], registry=r)
 
 
 class ProducerCollector:
@@ -117,6 +122,12 @@ class ProducerCollector:
                          lambda p: p.source.reconnects)
         yield per_camera(GaugeMetricFamily, "producer_camera_streaming", "1 while the camera delivers frames",
                          lambda p: 1 if p.source.state == "streaming" else 0)
+        decoder = GaugeMetricFamily("producer_camera_decoder", "1 for how each camera is read: mode (decode, "
+                                    "mjpeg, keyframes, pyav) and the device decoding it (software, cuda, ...)",
+                                    labels=["camera", "mode", "device"])
+        for p in self._pipelines:
+            decoder.add_metric([p.camera_id, p.source.mode, p.source.decoded_on], 1)
+        yield decoder
         if self._pipelines:
             yield GaugeMetricFamily("producer_inflight_bytes", "Bytes awaiting the broker (all cameras)",
                                     value=self._pipelines[0].publisher.inflight_bytes)

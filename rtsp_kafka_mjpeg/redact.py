@@ -42,15 +42,3 @@ class SecretFilter(logging.Filter):
         if masked != message:
             record.msg, record.args = masked, None
         return True
-
-
-def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
-    """Configure root logging once: one line per event, secrets masked on every handler."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(SecretFilter(secrets))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # kafka-python logs every reconnect attempt at ERROR; we log each state change once instead.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)

@@ -197,11 +197,15 @@ class KafkaSettings:
         return config
 
 
+# The Kafka client libraries KAFKA_CLIENT may name, the default first (kafka/clients.py builds them).
+KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
+
+
 def kafka_client_option() -> Any:
-    """Which Kafka client library the frame path uses (producer.py and consumer.py; one key)."""
-    return option("kafka-python", "KAFKA_CLIENT", "--kafka-client",
+    """Which Kafka client library producer.py, consumer.py and worker.py use (one key)."""
+    return option(KAFKA_CLIENTS[0], "KAFKA_CLIENT", "--kafka-client",
                   "kafka-python (pure Python) or confluent-kafka (librdkafka: a fraction of the CPU per record, "
-                  "for many cameras)", choice("kafka-python", "confluent-kafka"))
+                  "for many cameras)", choice(*KAFKA_CLIENTS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +234,14 @@ class ProducerSettings(KafkaSettings):
                           "opencv (OpenCV's FFmpeg capture, decoded to BGR) or pyav (FFmpeg through PyAV: "
                           "H.264/H.265 decoded to YUV and JPEG-encoded from YUV; measured about the same CPU per "
                           "frame, less memory per camera)", choice("opencv", "pyav"))
+    hwaccel: str = option("none", "HWACCEL", "--hwaccel",
+                          "with SOURCE_DECODER=pyav, decode video on this device: none, auto (the first of cuda, "
+                          "vaapi, qsv that opens, else software, said in one line), cuda (NVIDIA NVDEC), vaapi "
+                          "(Intel/AMD) or qsv (Intel); a named device that cannot open stops the producer",
+                          choice("none", "auto", "cuda", "vaapi", "qsv"))
+    hwaccel_device: str = option("", "HWACCEL_DEVICE", "--hwaccel-device",
+                                 "which device HWACCEL opens: a GPU index for cuda (0, 1, ...), a render node for "
+                                 "vaapi (/dev/dri/renderD128); empty: the default one")
     mjpeg_passthrough: bool = option(True, "MJPEG_PASSTHROUGH", "--mjpeg-passthrough",
                                      "publish an MJPEG camera's own JPEGs unchanged (re-encoded only to resize or "
                                      "fit the record limit)", boolean)
@@ -263,7 +275,11 @@ class ProducerSettings(KafkaSettings):
                                       "before acks=all acknowledges it (0: replication factor - 1, at least 1, "
                                       "at most 2)", int_range(0, 100))
     retention_ms: int = option(3_600_000, "KAFKA_RETENTION_MS", "--retention-ms",
-                               "retention.ms of a created topic", int_range(60_000, 10**12))
+                               "retention.ms of a created topic: how far back rewind reaches",
+                               int_range(60_000, 10**12))
+    retention_bytes: int = option(-1, "KAFKA_RETENTION_BYTES", "--retention-bytes",
+                                  "retention.bytes of a created topic, per partition (-1: no size limit)",
+                                  int_range(-1, 10**15))
     metrics_port: int = option(0, "PRODUCER_METRICS_PORT", "--metrics-port",
                                "serve Prometheus /metrics on this port (0: off)", int_range(0, 65535))
     metrics_host: str = option("127.0.0.1", "PRODUCER_METRICS_HOST", "--metrics-host",
@@ -324,6 +340,11 @@ class ConsumerSettings(KafkaSettings):
                                   secret=True)
     results_topic: str = results_topic_option()
     kafka_client: str = kafka_client_option()
+    clip_max_s: float = option(600.0, "CLIP_MAX_DURATION_S", "--clip-max-duration",
+                               "longest span /get exports as one clip, in seconds", float_range(1, 86_400))
+    rewind_gap_s: float = option(5.0, "REWIND_GAP_S", "--rewind-gap",
+                                 "a camera silent this long starts a new span in /list and is a gap for replay",
+                                 float_range(0.5, 3600))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,8 +354,21 @@ class WorkerSettings(KafkaSettings):
     group_id: str = option("", "WORKER_GROUP_ID", "--group-id",
                            "consumer group: workers of one group share the cameras, each group gets every "
                            "frame (empty: analytics-<processor>)")
+    kafka_client: str = kafka_client_option()
     processor: str = option("motion", "WORKER_PROCESSOR", "--processor",
-                            "brightness, motion, or your own as module:function")
+                            "brightness, motion, people (HOG), faces (cascade), onnx (--model), or your own "
+                            "as module:function")
+    model: str = option("", "WORKER_MODEL", "--model",
+                        "onnx: the model file (.onnx); faces: another cascade XML (default: OpenCV's "
+                        "haarcascade_frontalface_default.xml from opencv-data)")
+    processes: int = option(1, "WORKER_PROCESSES", "--processes",
+                            "worker processes of the group on this box (a detector needs more than one core: "
+                            "each process takes its share of the cameras; metrics on --metrics-port + i)",
+                            int_range(1, 64))
+    threads: int = option(0, "WORKER_THREADS", "--threads",
+                          "threads each worker process gives OpenCV and onnxruntime (0: their default, all "
+                          "cores; with --processes N each process gets cores / N, so they do not fight over them)",
+                          int_range(0, 256))
     results_topic: str = results_topic_option()
     cameras: str = option("", "WORKER_CAMERAS", "--cameras",
                           "process only these camera ids, comma-separated (empty: all)", camera_list)

@@ -9,6 +9,7 @@ APT_PACKAGES=(
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-plugins-bad gstreamer1.0-x chromium ffmpeg iproute2
+  opencv-data
 )
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -43,8 +44,16 @@ stamp=.venv/.requirements.sha
 want=$(cat requirements.txt requirements-dev.txt | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages"
+  # opencv-contrib-python-headless replaced opencv-python-headless (OpenCV 5 keeps HOG and the
+  # cascade detector there); both own cv2/, so the old one goes first.
+  if .venv/bin/pip show -q opencv-python-headless 2>/dev/null; then
+    .venv/bin/pip uninstall -y -q opencv-python-headless
+    .venv/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+      "$(grep '^opencv-contrib-python-headless==' requirements.txt)"
+  fi
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
 
 .venv/bin/python -m harness.kafka_jars
+.venv/bin/python -m harness.media

@@ -27,6 +27,7 @@ from harness.mjpeg_client import MjpegViewer, Part
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
 from harness.sealed_env import changes_app_behaviour, sealed_environ
+from rtsp_kafka_mjpeg.settings import KAFKA_CLIENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "artifacts" / "logs"
@@ -89,7 +90,6 @@ def topic() -> str:
     return f"frames-{uuid.uuid4().hex[:10]}"
 
 
-KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
 
 
 @pytest.fixture(params=KAFKA_CLIENTS)

@@ -21,6 +21,18 @@ def test_index_page_shows_live_video_in_chromium(kafka, camera, topic, start_app
                            timeout=20000)
     assert page.eval_on_selector(".tile img", "i => [i.naturalWidth, i.naturalHeight]") == [640, 360]
     assert page.inner_text(".tile .name") == "door"
+    # Between frames the tile keeps the last picture: sampled on every animation frame for 2 s
+    # (~60 new JPEGs), the shown image never reports an unloaded 0x0 size.
+    sizes = page.evaluate("""() => new Promise(done => {
+        const seen = [], end = performance.now() + 2000;
+        const sample = () => {
+            const i = document.querySelector('.tile img');
+            seen.push(i.naturalWidth + 'x' + i.naturalHeight);
+            if (performance.now() < end) requestAnimationFrame(sample); else done(seen);
+        };
+        requestAnimationFrame(sample);
+    })""")
+    assert len(sizes) > 30 and set(sizes) == {"640x360"}
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     img = page.locator(".tile img")
     first = img.screenshot(path=str(SCREENSHOTS / "video-1.png"))

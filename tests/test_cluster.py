@@ -1,7 +1,7 @@
 """Live video through a real three-node Kafka cluster while its nodes crash, shut down and return.
 
 One cluster (harness.kafka_cluster: three KRaft JVMs, combined roles, static quorum) carries two
-cameras (two producer.py, acks=all with idempotence, topic created by the producer with
+cameras (two producer.py, one per Kafka client, acks=all with idempotence, topic created by the producer with
 replication factor 3 and min.insync.replicas=2) to two consumer.py processes with a viewer per
 camera on each, and to a motion worker.py whose results gaps are recorded too. The tests run in
 file order on that one stack; each leaves the cluster whole.
@@ -24,10 +24,8 @@ not heard of that commit yet learns it from the next controller (0.5-2.0 s measu
 from __future__ import annotations
 
 import dataclasses
-import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -39,7 +37,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import ROOT, App, app_env, assert_no_secrets_in_logs, read_parts, wait_for
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from harness import procs
@@ -48,6 +46,7 @@ from harness.kafka_cluster import KafkaCluster
 from harness.mjpeg_client import BackgroundViewer
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
+from harness.topic_tap import ACKED_LINE, Tap, acked_seqs, topic_seqs
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -69,53 +68,11 @@ FPS = 15
 INFLIGHT_LIMIT = 32 * 2**20  # PRODUCER_MAX_INFLIGHT_BYTES default
 RSS_GROWTH_LIMIT = 100 * 2**20
 FIGURES = ROOT / "artifacts" / "cluster.json"
-ACKED_LINE = re.compile(r"Kafka acknowledged (\d+) frames, seqs (\S+)")
 
 
 def record(name: str, figures: dict[str, Any]) -> None:
     """Print the figures (pytest -s) and merge them into artifacts/cluster.json under `name`."""
     record_figures(FIGURES, name, {**figures, "session_timeout_s": SESSION_TIMEOUT_S})
-
-
-class Tap:
-    """A bare kafka-python consumer in this process, reading a topic's records per key (camera) as
-    they arrive. On the frames topic its gaps are the brokers' and producers' share of a viewer's
-    gap (the rest is consumer.py's); on the results topic, the analytics worker's."""
-
-    def __init__(self, bootstrap: str, topic: str, partitions: set[int]) -> None:
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
-                                       fetch_max_wait_ms=100, reconnect_backoff_max_ms=500,
-                                       max_partition_fetch_bytes=16 * 2**20, fetch_max_bytes=64 * 2**20)
-        tps = [TopicPartition(topic, p) for p in partitions]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_end(*tps)
-        self._arrivals: dict[str, list[int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tap", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batches = self._consumer.poll(timeout_ms=200)
-            except Exception:  # noqa: BLE001 - a node going away mid-poll: poll again
-                continue
-            now = time.time_ns()
-            for records in batches.values():
-                for rec in records:
-                    self._arrivals.setdefault(rec.key.decode(), []).append(now)
-
-    def arrived_since(self, key: str, ts_ns: int) -> int:
-        return sum(1 for t in list(self._arrivals.get(key, [])) if t > ts_ns)
-
-    def gaps_s(self, since_ns: int) -> dict[str, float]:
-        return {cam: round(max((b - a for a, b in pairwise([t for t in times if t >= since_ns - 2 * 10**9])),
-                               default=0) / 1e9, 2) for cam, times in list(self._arrivals.items())}
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._consumer.close()
 
 
 @dataclasses.dataclass
@@ -201,20 +158,21 @@ def stack(cluster: KafkaCluster, camera: RtspCamera, log_dir: Path) -> Iterator[
         apps.append(App(proc, log_path))
         return apps[-1]
 
-    def start_producer(camera_id: str) -> tuple[App, str]:
+    def start_producer(camera_id: str, client: str) -> tuple[App, str]:
         port = free_port()
         env = app_env(cluster.bootstrap, topic, KAFKA_ACKS="all", KAFKA_REPLICATION_FACTOR="3", MAX_FPS=str(FPS),
-                      PRODUCER_METRICS_PORT=str(port))
+                      PRODUCER_METRICS_PORT=str(port), KAFKA_CLIENT=client)
         return (start(f"producer-{camera_id}", "producer.py", env, "--source", camera.url, "--camera-id", camera_id),
                 f"http://127.0.0.1:{port}/metrics")
 
     recorders: list[BackgroundViewer] = []
     taps: list[Tap] = []
     try:
-        first, first_metrics = start_producer("cam-a")
+        # one camera per Kafka client: each event, and the acknowledged-frames check, covers both
+        first, first_metrics = start_producer("cam-a", "kafka-python")
         assert wait_for(lambda: topic_ready(cluster, topic), 60), f"producer made no topic:\n{first.log()}"
         second_id = second_camera(cluster, topic, "cam-a")
-        second, second_metrics = start_producer(second_id)
+        second, second_metrics = start_producer(second_id, "confluent-kafka")
         consumers = []
         for i in range(2):
             port = free_port()
@@ -317,8 +275,13 @@ def test_a_crashed_partition_leader_costs_the_viewers_at_most_the_session_timeou
     victim = stack.cluster.leader_of(stack.topic, stack.partitions[cam])
     assert victim is not None
     marks = [len(c.log()) for c in stack.consumers]
+    producer_marks = {cam: len(app.log()) for cam, app in stack.producers.items()}
     _, gaps = stack.ride_out(lambda: stack.cluster.kill(victim))
     said = [c.log()[m:] for c, m in zip(stack.consumers, marks, strict=True)]
+    # Frames expire while the dead node is still in the ISR: kafka-python drops its producer id and
+    # must ask for a new one itself (issue 22's cause), not wait to be replaced by the publisher.
+    replaced = {cam: app.log()[producer_marks[cam]:].count("Kafka producer replaced") for cam, app in
+                stack.producers.items()}
     new_leader = stack.cluster.leader_of(stack.topic, stack.partitions[cam])
     rejoin_s = stack.heal(victim)
     record("leader_sigkill", {"killed_node": victim, "new_leader": new_leader, "gaps_s": gaps,
@@ -327,6 +290,7 @@ def test_a_crashed_partition_leader_costs_the_viewers_at_most_the_session_timeou
     assert not any("lost the brokers" in text for text in said), f"two of three nodes answered all along: {said}"
     assert max(gaps["viewers"].values()) <= CRASH_GAP_LIMIT_S, \
         f"gaps {gaps} over {CRASH_GAP_LIMIT_S} s{stack.logs()}"
+    assert not any(replaced.values()), f"the producer had to be replaced: {replaced}{stack.logs()}"
 
 
 def test_a_crashed_active_controller_costs_at_most_the_quorum_failover_plus_session_timeout_plus_3s(
@@ -376,13 +340,14 @@ def test_with_two_nodes_down_the_producer_says_why_once_keeps_memory_bounded_and
     def said(cam: str, text: str) -> bool:
         return text in stack.producers[cam].log()[marks[cam]:]
 
-    assert wait_for(lambda: all(said(cam, "NotEnoughReplicasError") for cam in stack.producers), 30), stack.logs()
-    inflight_max = 0.0
+    assert wait_for(lambda: said("cam-a", "NotEnoughReplicasError")
+                    and all(said(cam, "delivery failing") for cam in stack.producers), 30), stack.logs()
+    inflight_max = dict.fromkeys(stack.metrics, 0.0)
     rss_max = dict(rss_before)
     outage_s = 12
     for _ in range(outage_s):
         for cam, url in stack.metrics.items():
-            inflight_max = max(inflight_max, scrape(url)["producer_inflight_bytes"])
+            inflight_max[cam] = max(inflight_max[cam], scrape(url)["producer_inflight_bytes"])
             rss_max[cam] = max(rss_max[cam], rss[cam].memory_info().rss)
         time.sleep(1.0)  # paces the 1 Hz sampling over a fixed outage; nothing is waited for
     during = {cam: scrape(url) for cam, url in stack.metrics.items()}
@@ -402,44 +367,28 @@ def test_with_two_nodes_down_the_producer_says_why_once_keeps_memory_bounded_and
         "video_back_after_node_start_s": back_s, "fully_replicated_after_s": rejoin_s})
     for cam, lines in outage_lines.items():
         failing = [line for line in lines if "delivery failing" in line or "now also" in line]
-        assert any("NotEnoughReplicasError" in line for line in failing), f"{cam}: {lines}"
+        # kafka-python names the refusal; idempotent librdkafka retries it until the delivery
+        # timeout (a frame failed by spent retries would make it write frames twice)
+        cause = "NotEnoughReplicasError" if cam == "cam-a" else "KafkaTimeoutError"
+        assert any(cause in line for line in failing), f"{cam}: {lines}"
         # One line per state change, however many frames failed: a handful, not one per frame.
         assert len(lines) <= 6, f"{cam} logged {len(lines)} Kafka lines in {outage_s} s: {lines}"
         assert said(cam, "Kafka delivery resumed"), stack.producers[cam].log()[marks[cam]:]
-    assert inflight_max <= INFLIGHT_LIMIT
+    assert all(v <= INFLIGHT_LIMIT for v in inflight_max.values()), inflight_max
     assert all(rss_max[cam] - rss_before[cam] < RSS_GROWTH_LIMIT for cam in rss), rss_max
-    assert all(dropped(during[cam]) - dropped(before[cam]) >= FPS * outage_s / 2 for cam in during), \
+    # kafka-python drops the frames its delivery timeout expires; idempotent librdkafka keeps them
+    # (up to 60 s, within the in-flight limit) and writes them once the brokers take them again
+    assert dropped(during["cam-a"]) - dropped(before["cam-a"]) >= FPS * outage_s / 2, \
         "frames failing in the outage were not counted as dropped"
-
-
-def topic_seqs(bootstrap: str, topic: str, partitions: dict[str, int]) -> dict[str, list[int]]:
-    """Every frame's seq on the topic, per camera, in log order (read from the beginning)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
-                             max_partition_fetch_bytes=16 * 2**20, fetch_max_bytes=64 * 2**20)
-    try:
-        tps = [TopicPartition(topic, p) for p in set(partitions.values())]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        seqs: dict[str, list[int]] = {cam: [] for cam in partitions}
-        deadline = time.monotonic() + 120
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, "reading the topic took over 120 s"
-            for records in consumer.poll(timeout_ms=1000).values():
-                for rec in records:
-                    headers = dict(rec.headers)
-                    seqs[rec.key.decode()].append(int(headers["seq"]))
-        return seqs
-    finally:
-        consumer.close()
-
-
-def acked_seqs(ranges: str) -> set[int]:
-    seqs: set[int] = set()
-    for part in ranges.split(","):
-        lo, _, hi = part.partition("-")
-        seqs.update(range(int(lo), int(hi or lo) + 1))
-    return seqs
+    kept = [cam for cam in during if cam != "cam-a"]
+    published = {cam: scrape(stack.metrics[cam]) for cam in kept}
+    for cam in kept:
+        frame_bytes = during[cam][f"producer_bytes_published_total[('camera', '{cam}')]"] / max(
+            1.0, during[cam][f"producer_frames_published_total[('camera', '{cam}')]"])
+        assert inflight_max[cam] >= FPS * outage_s / 2 * frame_bytes, (inflight_max, frame_bytes)
+        gained = (published[cam][f"producer_frames_published_total[('camera', '{cam}')]"]
+                  - during[cam][f"producer_frames_published_total[('camera', '{cam}')]"])
+        assert gained >= FPS * outage_s / 2, f"{cam}: the frames kept in the outage were not written after it"
 
 
 def test_every_acknowledged_frame_is_on_the_topic_once_and_in_order(stack: Stack) -> None:
@@ -453,11 +402,14 @@ def test_every_acknowledged_frame_is_on_the_topic_once_and_in_order(stack: Stack
         assert acked_line, f"{cam} did not say which frames were acknowledged:\n{text[-3000:]}"
         acked = acked_seqs(acked_line[2])
         seqs = on_topic[cam]
+        back = [(a, b) for a, b in pairwise(seqs) if a >= b]
         figures[cam] = {"acknowledged": int(acked_line[1]), "on_topic": len(seqs),
                         "on_topic_not_acknowledged": len(set(seqs) - acked),
+                        "repeated": len(seqs) - len(set(seqs)), "went_back": back[:10],
                         "producer_replacements": text.count("Kafka producer replaced")}
         assert len(acked) == int(acked_line[1])
-        assert all(a < b for a, b in pairwise(seqs)), f"{cam}: seqs on the topic repeat or go back"
+        # librdkafka repeated runs of frames here until it kept them past its expiry (issue 22)
+        assert not back, f"{cam}: seqs on the topic repeat or go back: {back[:10]}"
         missing = sorted(acked - set(seqs))
         assert not missing, f"{cam}: {len(missing)} acknowledged frames not on the topic: {missing[:20]}"
     record("acknowledged_frames", figures)

@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from compose_file import (
+from dotenv import dotenv_values
+
+from harness.compose.file import (
     Binding,
     enabled_services,
     environment,
@@ -21,9 +23,7 @@ from compose_file import (
     published,
     variables_used,
 )
-from dotenv import dotenv_values
-
-from harness.kafka_broker import DEFAULT_VERSION
+from harness.kafka_jars import DEFAULT_VERSION
 from rtsp_kafka_mjpeg.settings import ConsumerSettings, ProducerSettings, WorkerSettings, resolve
 
 ROOT = Path(__file__).resolve().parents[1]

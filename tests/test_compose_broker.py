@@ -1,6 +1,6 @@
 """The Kafka services of docker-compose.yml, configured as the apache/kafka image configures them,
 serve the host and the other containers at the addresses they advertise: the single broker
-(tests/compose_broker.py) and the `cluster` profile's three nodes (tests/compose_cluster.py)."""
+(harness/compose/broker.py) and the `cluster` profile's three nodes (harness/compose/cluster.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compose_broker import IMAGE_DEFAULTS, image_environment
-from compose_cluster import broker_settings
-from compose_file import ROOT, environment, load, profile_services
-
+from harness.compose.broker import IMAGE_DEFAULTS, image_environment
+from harness.compose.cluster import broker_settings
+from harness.compose.file import ROOT, environment, load, profile_services
 from harness.kafka_jars import fetch_kafka
 
 
@@ -34,7 +33,7 @@ def documented_cluster_run() -> tuple[list[str], str]:
 def test_the_compose_broker_round_trips_a_record_through_its_host_and_in_network_listeners() -> None:
     version = load()["services"]["kafka"]["image"].split(":", 1)[1]
     libs = fetch_kafka(version)  # Maven needs the network: fetched before entering the namespace
-    result = subprocess.run([sys.executable, "-m", "tests.compose_broker", "--libs", str(libs)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "harness.compose.broker", "--libs", str(libs)], cwd=ROOT,
                             capture_output=True, text=True, timeout=150, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == [
@@ -49,7 +48,7 @@ def test_the_compose_cluster_forms_and_takes_acks_all_records_through_host_and_i
     assert len(versions) == 1
     libs = fetch_kafka(versions.pop())
     sets = [arg for pair in variables for arg in ("--set", pair)]
-    result = subprocess.run([sys.executable, "-m", "tests.compose_cluster", "--libs", str(libs),
+    result = subprocess.run([sys.executable, "-m", "harness.compose.cluster", "--libs", str(libs),
                              "--host-bootstrap", host_bootstrap, *sets], cwd=ROOT,
                             capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

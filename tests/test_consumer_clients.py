@@ -15,11 +15,11 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.kafka_broker import KafkaBroker
-from rtsp_kafka_mjpeg.confluent_consumer import ConfluentConsumer
 from rtsp_kafka_mjpeg.frame import Frame
+from rtsp_kafka_mjpeg.kafka.confluent.consumer import ConfluentConsumer
+from rtsp_kafka_mjpeg.kafka.subscriber import FrameSubscriber, consumer_config
 from rtsp_kafka_mjpeg.metrics import ConsumerMetrics
 from rtsp_kafka_mjpeg.settings import ConsumerSettings
-from rtsp_kafka_mjpeg.subscriber import FrameSubscriber, consumer_config
 
 CLIENTS = ("kafka-python", "confluent-kafka")
 SCRAM_USER, SCRAM_PASSWORD = "viewer", "Scr4m-consumer-s3cret"

@@ -13,8 +13,8 @@ from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, app_env, topic_records, wai
 from kafka import KafkaConsumer
 
 from harness.rtsp_camera import RtspCamera
-from rtsp_kafka_mjpeg.encoder import JpegEncoder
-from rtsp_kafka_mjpeg.source import FrameSource, jpeg_size
+from rtsp_kafka_mjpeg.capture.encoder import JpegEncoder
+from rtsp_kafka_mjpeg.capture.source import FrameSource, jpeg_size
 
 CAMERA_QUALITY = 60  # the MJPEG camera's own encoder; the producer's JPEG_QUALITY is 80
 

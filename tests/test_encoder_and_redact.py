@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rtsp_kafka_mjpeg.encoder import FrameTooLarge, JpegEncoder
+from rtsp_kafka_mjpeg.capture.encoder import FrameTooLarge, JpegEncoder
 from rtsp_kafka_mjpeg.redact import SecretFilter, redact_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_secret_filter_masks_registered_values_in_log_records() -> None:
 
 def test_a_verbose_ffmpeg_log_level_in_the_shell_is_overridden_before_cv2_loads() -> None:
     # FFmpeg's own messages name the camera URL, password included, and bypass our secret filter.
-    code = ("import os, rtsp_kafka_mjpeg.source; "
+    code = ("import os, rtsp_kafka_mjpeg.capture.source; "
             "print(os.environ['OPENCV_FFMPEG_LOGLEVEL'], os.environ['OPENCV_LOG_LEVEL'])")
     env = {**os.environ, "OPENCV_FFMPEG_LOGLEVEL": "56", "OPENCV_LOG_LEVEL": "DEBUG"}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -21,14 +21,14 @@ from flask.testing import FlaskClient
 from kafka.errors import KafkaConnectionError
 from kafka.structs import TopicPartition
 
-from rtsp_kafka_mjpeg.events import ResultBoard
 from rtsp_kafka_mjpeg.frame import Frame
-from rtsp_kafka_mjpeg.hub import FrameHub
 from rtsp_kafka_mjpeg.metrics import ConsumerMetrics
 from rtsp_kafka_mjpeg.results import FrameInfo, parse_result, result_record
-from rtsp_kafka_mjpeg.results_subscriber import ResultSubscriber
 from rtsp_kafka_mjpeg.settings import ConsumerSettings
-from rtsp_kafka_mjpeg.web import create_app
+from rtsp_kafka_mjpeg.web.app import create_app
+from rtsp_kafka_mjpeg.web.hub import FrameHub
+from rtsp_kafka_mjpeg.web.results_board import ResultBoard
+from rtsp_kafka_mjpeg.web.results_subscriber import ResultSubscriber
 
 TOKEN, USER, PASSWORD = "tok-3x4mpl3", "ann", "pw-3x4mpl3"
 AUTH = ConsumerSettings(viewer_token=TOKEN, viewer_username=USER, viewer_password=PASSWORD)

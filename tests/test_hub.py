@@ -8,10 +8,10 @@ import threading
 import pytest
 
 from rtsp_kafka_mjpeg.frame import Frame
-from rtsp_kafka_mjpeg.hub import FrameHub, UnknownCamera
+from rtsp_kafka_mjpeg.kafka.health import KafkaHealth
 from rtsp_kafka_mjpeg.metrics import ReceiveRates
-from rtsp_kafka_mjpeg.status import Health, camera_statuses
-from rtsp_kafka_mjpeg.subscriber import KafkaHealth
+from rtsp_kafka_mjpeg.web.hub import FrameHub, UnknownCamera
+from rtsp_kafka_mjpeg.web.status import Health, camera_statuses
 
 JPEG = b"\xff\xd8" + b"\x01" * 10 + b"\xff\xd9"
 

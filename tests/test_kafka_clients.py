@@ -15,15 +15,16 @@ from kafka import KafkaConsumer
 from kafka import errors as kerr
 
 from harness.kafka_broker import KafkaBroker
-from rtsp_kafka_mjpeg.confluent_producer import kafka_error, librdkafka_config
 from rtsp_kafka_mjpeg.frame import Frame
-from rtsp_kafka_mjpeg.publisher import (
+from rtsp_kafka_mjpeg.kafka.confluent.errors import kafka_error
+from rtsp_kafka_mjpeg.kafka.confluent.producer import librdkafka_config
+from rtsp_kafka_mjpeg.kafka.publisher import (
     STATE_ERRORS,
     FramePublisher,
     needs_new_producer,
-    prepare_topic,
     producer_config,
 )
+from rtsp_kafka_mjpeg.kafka.topics import prepare_topic
 from rtsp_kafka_mjpeg.settings import ProducerSettings
 
 OUTAGE_S = 12  # longer than the delivery timeout (5 s): frames must expire while the broker is down
@@ -93,7 +94,18 @@ def test_a_fatal_librdkafka_error_always_gets_a_new_producer() -> None:
     assert isinstance(fatal, STATE_ERRORS) and needs_new_producer(fatal)
     assert not needs_new_producer(kafka_error(RdError(RdError._MSG_TIMED_OUT))), "an expiry keeps the producer"
     cause = RdError(RdError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True)
-    assert type(kafka_error(RdError(RdError._FATAL), fatal_cause=cause)) is kerr.OutOfOrderSequenceNumberError
+    fatal_sequence = kafka_error(RdError(RdError._FATAL), fatal_cause=cause)
+    assert type(fatal_sequence) is kerr.OutOfOrderSequenceNumberError and needs_new_producer(fatal_sequence)
+
+
+def test_a_sequence_error_the_client_recovers_from_keeps_the_producer() -> None:
+    # Issue 22: a node's death left one batch's sequence broken; kafka-python bumps its epoch and
+    # goes on, and replacing the producer as well dropped every camera's frames in flight again.
+    for err in (kerr.OutOfOrderSequenceNumberError(), kerr.UnknownProducerIdError(), kerr.InvalidProducerEpochError(),
+                kafka_error(RdError(RdError.OUT_OF_ORDER_SEQUENCE_NUMBER))):
+        assert not needs_new_producer(err), err
+    for err in (kerr.IllegalStateError(), kerr.ProducerFencedError(), kerr.KafkaError("fatal state")):
+        assert needs_new_producer(err), err
 
 
 def test_librdkafka_gets_every_producer_setting() -> None:
@@ -105,18 +117,22 @@ def test_librdkafka_gets_every_producer_setting() -> None:
     assert conf["bootstrap.servers"] == "a:1,b:2" and conf["client.id"] == "rtsp-kafka-mjpeg"
     assert (conf["acks"], conf["enable.idempotence"], conf["linger.ms"]) == ("all", True, 3)
     assert conf["message.max.bytes"] == (1 << 20) + 4096 and conf["compression.type"] == "none"
-    assert 4000 <= conf["message.timeout.ms"] <= 5000 and conf["request.timeout.ms"] == 2498
-    assert (conf["retries"], conf["retry.backoff.ms"], conf["reconnect.backoff.max.ms"]) == (20, 50, 500)
+    # idempotent librdkafka keeps frames 60 s and retries until then: an expired or spent frame makes
+    # it bump its epoch and write the frames behind it twice (publisher.RDKAFKA_IDEMPOTENT_KEEP_MS)
+    assert 59_000 <= conf["message.timeout.ms"] <= 60_000 and conf["request.timeout.ms"] == 2498
+    assert (conf["retries"], conf["retry.backoff.ms"], conf["reconnect.backoff.max.ms"]) == (2**31 - 1, 50, 500)
     assert (conf["security.protocol"], conf["sasl.mechanism"]) == ("sasl_ssl", "SCRAM-SHA-256")
     assert (conf["sasl.username"], conf["sasl.password"], conf["ssl.ca.location"]) == ("cam", "pw", "/etc/ca.pem")
     assert conf["queue.buffering.max.kbytes"] * 1024 > settings.max_inflight_bytes
-    acks_one = librdkafka_config(producer_config(ProducerSettings(acks="1")))
+    acks_one = librdkafka_config(producer_config(ProducerSettings(acks="1", delivery_timeout_ms=5000,
+                                                                  kafka_client="confluent-kafka")))
     assert (acks_one["acks"], acks_one["enable.idempotence"]) == ("1", False)
+    assert 4000 <= acks_one["message.timeout.ms"] <= 5000 and acks_one["retries"] == 20
 
 
-FAILING = re.compile(r"WARNING rtsp_kafka_mjpeg\.publisher: Kafka delivery failing \(KafkaTimeoutError: .+\); "
+FAILING = re.compile(r"WARNING rtsp_kafka_mjpeg\.kafka\.publisher: Kafka delivery failing \(KafkaTimeoutError: .+\); "
                      r"dropping frames until it recovers$")
-RESUMED = re.compile(r"INFO rtsp_kafka_mjpeg\.publisher: Kafka delivery resumed after [\d.]+s "
+RESUMED = re.compile(r"INFO rtsp_kafka_mjpeg\.kafka\.publisher: Kafka delivery resumed after [\d.]+s "
                      r"\(frames failed: \d+ KafkaTimeoutError\)$")
 
 

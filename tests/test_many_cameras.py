@@ -133,3 +133,35 @@ def test_the_terminal_status_shows_one_line_per_camera(kafka, camera, topic) -> 
     # Each refresh rewrites the same two lines in place (cursor up), never scrolling new ones.
     assert out.count(b"\x1b[1F") >= 2, out[-500:]
     assert Counter(line.split(":")[0].strip() for line in status)["door"] >= 3
+
+
+@pytest.fixture
+def slow_camera() -> Iterator[RtspCamera]:
+    """10 fps: FFmpeg's stream analysis of it takes ~3 s of its frames unless told otherwise."""
+    with RtspCamera(width=320, height=240, fps=10) as cam:
+        yield cam
+
+
+def test_four_cameras_of_one_producer_all_stream_within_seconds_of_its_start(kafka, slow_camera, topic) -> None:
+    # OpenCV's FFmpeg backend opens one stream at a time (a lock of its own), so a producer's start
+    # (and every restart) costs the sum of its cameras' opens: each open must take ~1 s of stream
+    # analysis, not FFmpeg's default (measured at 10 fps: 4 opens 11.8 s before, 5.0 s after)
+    args = [a for i in range(4) for a in ("--camera", f"cam{i}={slow_camera.url}")]
+    proc = subprocess.Popen([sys.executable, "producer.py", *args], cwd=ROOT, env=app_env(kafka.bootstrap, topic),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[tuple[float, str]] = []
+    started = time.monotonic()
+    try:
+        assert proc.stdout is not None
+        while sum(": streaming" in line for _, line in lines) < 4 and time.monotonic() - started < 40:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append((time.monotonic(), line))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    streaming = [t for t, line in lines if ": streaming" in line]
+    assert len(streaming) == 4, "".join(line for _, line in lines)
+    connecting = next(t for t, line in lines if ": connecting" in line)
+    assert streaming[-1] - connecting <= 8.0, [round(t - connecting, 2) for t in streaming]

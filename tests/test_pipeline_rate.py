@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
+from rtsp_kafka_mjpeg.capture.pipeline import ProducerPipeline
+from rtsp_kafka_mjpeg.capture.source import Captured
 from rtsp_kafka_mjpeg.frame import Frame
-from rtsp_kafka_mjpeg.pipeline import ProducerPipeline
-from rtsp_kafka_mjpeg.source import Captured
 
 PIXEL = np.zeros((2, 2, 3), np.uint8)
 

@@ -5,6 +5,7 @@ run FramePublisher on the real broker once per KAFKA_CLIENT: both clients count 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -12,12 +13,20 @@ from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.errors import KafkaError, KafkaTimeoutError, NotEnoughReplicasError, OutOfOrderSequenceNumberError
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    NotEnoughReplicasError,
+    OutOfOrderSequenceNumberError,
+)
 
 from harness.ports import free_port
-from rtsp_kafka_mjpeg.broker_check import BrokerUnavailable
 from rtsp_kafka_mjpeg.frame import Frame
-from rtsp_kafka_mjpeg.publisher import DeliveryLog, FramePublisher, SeqRanges, prepare_topic, stall_after_s
+from rtsp_kafka_mjpeg.kafka.broker_check import BrokerUnavailable
+from rtsp_kafka_mjpeg.kafka.publisher import DeliveryLog, FramePublisher, SeqRanges, request_timeout_ms, stall_after_s
+from rtsp_kafka_mjpeg.kafka.topics import prepare_topic
 from rtsp_kafka_mjpeg.settings import ProducerSettings
 
 JPEG = b"\xff\xd8" + b"x" * 996 + b"\xff\xd9"  # 1000 bytes
@@ -199,7 +208,7 @@ def test_an_expired_frame_is_counted_and_the_producer_kept(acks: str) -> None:
     assert pub.dropped == {"send_failed:KafkaTimeoutError": 1}
 
 
-@pytest.mark.parametrize("error", [OutOfOrderSequenceNumberError("sequence broken"),
+@pytest.mark.parametrize("error", [IllegalStateError("fatal OUT_OF_ORDER_SEQUENCE_NUMBER"),
                                    KafkaError("Unexpected error in InitProducerIdResponse")])
 def test_an_error_breaking_the_producer_state_gets_a_new_producer(error: Exception) -> None:
     producers = Producers(gated=True)
@@ -213,8 +222,61 @@ def test_an_error_breaking_the_producer_state_gets_a_new_producer(error: Excepti
     assert len(producers.made) == 2 and pub.restarts == 1
 
 
-def test_a_frame_is_overdue_a_second_after_the_delivery_timeout() -> None:
-    assert stall_after_s(settings(delivery_timeout_ms=5000)) == pytest.approx(6.0)
+def test_a_sequence_error_the_client_recovers_from_loses_the_frame_not_the_producer() -> None:
+    # Issue 22: kafka-python bumps its epoch after a broken sequence; replacing it as well dropped
+    # every camera's frames in flight a second time.
+    producers = Producers()
+    pub = FramePublisher(settings(), producers)
+    pub.publish(frame(1))
+    pub.publish(frame(2))
+    producers.made[0].futures[0].fail(OutOfOrderSequenceNumberError("sequence broken"))
+    producers.made[0].futures[1].succeed()
+    assert pub.publish(frame(3))
+    assert len(producers.made) == 1 and pub.restarts == 0
+    assert pub.dropped == {"send_failed:OutOfOrderSequenceNumberError": 1}
+
+
+def test_a_frame_is_overdue_a_request_timeout_and_a_second_after_the_delivery_timeout() -> None:
+    # an answer may come a request timeout (2.5 s here) late; librdkafka's 1 s expiry scan on top
+    assert stall_after_s(settings(delivery_timeout_ms=5000)) == pytest.approx(8.5)
+    assert stall_after_s(settings(delivery_timeout_ms=5000, kafka_client="confluent-kafka",
+                                  acks="1")) == pytest.approx(9.5)
+    # librdkafka at acks=all keeps frames 60 s (an expiry makes it write frames twice): overdue after that
+    assert stall_after_s(settings(delivery_timeout_ms=5000, kafka_client="confluent-kafka")) == pytest.approx(64.5)
+
+
+def test_librdkafka_keeping_frames_past_the_delivery_timeout_is_said_once_and_not_replaced(caplog) -> None:
+    producers, clock = Producers(), Clock()
+    pub = FramePublisher(settings(kafka_client="confluent-kafka"), producers, clock=clock)
+    with caplog.at_level(logging.INFO, logger="rtsp_kafka_mjpeg.kafka.publisher"):
+        pub.publish(frame(1))
+        clock.now += 4.9
+        pub.publish(frame(2))
+        assert not caplog.records, "inside the delivery timeout nothing is said"
+        clock.now += 0.6
+        pub.publish(frame(3))
+        clock.now += 10
+        pub.publish(frame(4))
+        assert [r.getMessage() for r in caplog.records] == [
+            "Kafka delivery failing (KafkaTimeoutError: no answer from the brokers for 5.5s); dropping frames until it "
+            "recovers"]
+        for future in producers.made[0].futures:
+            future.succeed()
+        assert caplog.records[-1].getMessage().startswith("Kafka delivery resumed after 10.0s")
+    assert pub.restarts == 0 and pub.sent == 4 and len(producers.made) == 1
+    assert request_timeout_ms(settings(acks="1")) == request_timeout_ms(settings()) == 2500
+
+
+def test_late_answers_about_an_outage_that_ended_say_nothing() -> None:
+    # Seen with librdkafka after a node's death: frames queued during the outage were reported
+    # expired after newer ones got through, and each flipped the log: 60 "failing"/"resumed" pairs.
+    dlog = DeliveryLog()
+    assert dlog.failed(KafkaTimeoutError("Message timed out"), now=10.0, queued_at=5.0) is not None
+    assert dlog.delivered(now=15.0, queued_at=14.9) is not None  # resumed
+    for late in range(20):
+        assert dlog.failed(KafkaTimeoutError("Message timed out"), now=15.1 + late / 100, queued_at=9.0) is None
+    assert dlog.delivered(now=16.0, queued_at=15.9) is None
+    assert dlog.failed(KafkaTimeoutError("Message timed out"), now=30.0, queued_at=25.0) is not None  # a new outage
 
 
 def test_delivery_log_says_each_state_change_once() -> None:
@@ -282,7 +344,7 @@ def test_with_each_client_a_record_too_large_fails_as_message_size_too_large(
     assert not pub.publish(over_request)
     pub.close(timeout_s=10)
     assert pub.sent == 0 and pub.dropped == {"send_failed:MessageSizeTooLargeError": 2}
-    warnings = [r.getMessage() for r in caplog.records if r.name == "rtsp_kafka_mjpeg.publisher"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "rtsp_kafka_mjpeg.kafka.publisher"
                 and r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith("Kafka delivery failing (MessageSizeTooLargeError"), warnings
 
@@ -292,3 +354,18 @@ def test_with_each_client_an_unreachable_broker_fails_the_publisher_with_one_cle
                            connect_timeout_s=1.0)
     with pytest.raises(BrokerUnavailable, match=r"^cannot reach Kafka at 127\.0\.0\.1:\d+ within 1 s"):
         FramePublisher(cfg)
+
+
+def test_a_created_topic_keeps_frames_as_long_and_as_much_as_configured_and_an_existing_one_says_so(
+        kafka, topic, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = real_settings(kafka, topic, "kafka-python", retention_ms=7_200_000, retention_bytes=5 * 2**30)
+    prepare_topic(cfg)
+    admin = KafkaAdminClient(**kafka.client_config())
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, ["retention.ms", "retention.bytes"])
+    entries = admin.describe_configs([resource], config_filter="all")["topic"][topic]
+    admin.close()
+    assert (entries["retention.ms"]["value"], entries["retention.bytes"]["value"]) == ("7200000", str(5 * 2**30))
+    with caplog.at_level(logging.INFO, logger="rtsp_kafka_mjpeg.kafka.topics"):
+        prepare_topic(real_settings(kafka, topic, "kafka-python"))  # the defaults: 1 h, no size limit
+    said = [r.getMessage() for r in caplog.records if "exists with" in r.getMessage()]
+    assert len(said) == 1 and "retention.bytes=5368709120" in said[0] and "retention.ms=7200000" in said[0]

@@ -18,8 +18,8 @@ from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, app_env, topic_records, wai
 from harness.clips import make_clip
 from harness.ports import free_port
 from harness.rtsp_camera import RtspCamera
-from rtsp_kafka_mjpeg.encoder import JpegEncoder
-from rtsp_kafka_mjpeg.source import FrameSource
+from rtsp_kafka_mjpeg.capture.encoder import JpegEncoder
+from rtsp_kafka_mjpeg.capture.source import FrameSource
 
 PASSWORD = "s3cret pw"
 # JPEG at quality 80 alone leaves a mean absolute difference of ~1.6 levels from the picture it

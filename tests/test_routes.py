@@ -20,12 +20,13 @@ from flask.testing import FlaskClient
 from kafka.structs import TopicPartition
 
 from rtsp_kafka_mjpeg.frame import Frame
-from rtsp_kafka_mjpeg.hub import FrameHub
+from rtsp_kafka_mjpeg.kafka.health import KafkaHealth
+from rtsp_kafka_mjpeg.kafka.subscriber import FrameSubscriber
 from rtsp_kafka_mjpeg.metrics import ConsumerMetrics
-from rtsp_kafka_mjpeg.multipart import PartCache
 from rtsp_kafka_mjpeg.settings import ConsumerSettings
-from rtsp_kafka_mjpeg.subscriber import FrameSubscriber, KafkaHealth
-from rtsp_kafka_mjpeg.web import create_app
+from rtsp_kafka_mjpeg.web.app import create_app
+from rtsp_kafka_mjpeg.web.hub import FrameHub
+from rtsp_kafka_mjpeg.web.multipart import PartCache
 
 W, H = 32, 24
 TOKEN, USER, PASSWORD = "tok-3x4mpl3", "ann", "pw-3x4mpl3"
@@ -136,7 +137,7 @@ def test_an_unknown_camera_is_404(hub: FrameHub, feed: Callable[[str], None], pa
 
 
 def test_a_long_query_is_414(hub: FrameHub) -> None:
-    assert client(hub).get("/api/cameras?camera=" + "x" * 3000).status_code == 414
+    assert client(hub).get("/api/cameras?camera=" + "x" * 5000).status_code == 414
 
 
 @pytest.mark.parametrize("path", ["/snapshot.jpg", "/api/frame.jpeg", "/video_feed", "/api/stream.mjpeg"])
@@ -310,3 +311,39 @@ def test_metrics_are_prometheus_text_with_viewers_and_frames_out(hub: FrameHub,
 def test_the_index_page_is_html_that_polls_the_camera_list(hub: FrameHub) -> None:
     res = client(hub).get("/")
     assert res.status_code == 200 and res.mimetype == "text/html" and b"api/cameras" in res.data
+
+
+@pytest.mark.parametrize("path", ["/list?camera=door", "/get?camera=door&start=-30s&duration=5",
+                                  "/video_feed?camera=door&start=-30s", "/snapshot.jpg?camera=door&time=-30s",
+                                  "/api/mux?camera=door"])
+def test_rewind_and_the_page_stream_need_the_viewer_credentials_too(hub: FrameHub, path: str) -> None:
+    res = client(hub, ConsumerSettings(viewer_token=TOKEN)).get(path)
+    assert res.status_code == 401
+
+
+@pytest.mark.parametrize(("path", "needle"), [
+    ("/api/mux", "name 1 to 64 cameras"),
+    ("/api/mux?camera=door&start=door", "CAMERA@VALUE"),
+    ("/api/mux?camera=door&start=door@yesterday", "is not RFC 3339"),
+    ("/api/mux?camera=door&start=door@-5s&speed=door@0", "speed"),
+    ("/api/mux?camera=nobody", "unknown camera"),
+])
+def test_a_bad_mux_request_is_one_line(hub: FrameHub, path: str, needle: str) -> None:
+    res = client(hub).get(path)
+    body = res.get_data(as_text=True)
+    assert res.status_code in (400, 404) and needle in body and body.count("\n") == 1
+
+
+def test_the_mux_carries_each_camera_live_with_its_name(hub: FrameHub, feed: Callable[[str], None]) -> None:
+    feed("door")
+    feed("yard")
+    res = client(hub).get("/api/mux?camera=door&camera=yard")
+    assert res.status_code == 200 and res.mimetype == "multipart/x-mixed-replace"
+    seen: set[str] = set()
+    deadline = time.monotonic() + 5
+    for chunk in res.response:
+        seen.update(line.split(b": ")[1].decode() for line in chunk.split(b"\r\n") if line.startswith(b"X-Camera-Id"))
+        if seen == {"door", "yard"} or time.monotonic() > deadline:
+            break
+    res.close()
+    assert seen == {"door", "yard"}
