@@ -32,6 +32,7 @@ from rtsp_kafka_mjpeg.settings import KAFKA_CLIENTS
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "artifacts" / "logs"
 CAMERA_W, CAMERA_H, CAMERA_FPS = 640, 360, 20
+SESSION_STARTED = time.time()  # conftest is imported as the test session starts
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -240,3 +241,18 @@ def next_chunk(chunks: Iterator[bytes], timeout: float = 2.0) -> bytes:
         return pool.submit(next, chunks).result(timeout)
     finally:
         pool.shutdown(wait=False)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The failover figures of this run, one line per event, at the end of the output where a CI
+    log's tail keeps them: the gaps say at once whether a failure was a bound missed or a stall."""
+    figures = ROOT / "artifacts" / "cluster.json"
+    if not figures.exists() or figures.stat().st_mtime < SESSION_STARTED:
+        return
+    import json
+
+    terminalreporter.section("failover figures (artifacts/cluster.json)")
+    for name, values in json.loads(figures.read_text()).items():
+        gaps = values.get("gaps_s", {}).get("viewers")
+        shown = {k: v for k, v in values.items() if k not in ("gaps_s", "recorded_at", "session_timeout_s")}
+        terminalreporter.write_line(f"{name}: viewers' gaps {gaps} {shown}" if gaps else f"{name}: {shown}")

@@ -24,6 +24,7 @@ not heard of that commit yet learns it from the next controller (0.5-2.0 s measu
 from __future__ import annotations
 
 import dataclasses
+import logging
 import subprocess
 import sys
 import time
@@ -120,6 +121,17 @@ class Stack:
         return round(time.monotonic() - started, 1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def quiet_helper_clients() -> Iterator[None]:
+    """The tests' own clients (taps, admin asks) log every refused connect to a node the test
+    killed on purpose: hundreds of lines that would bury a failure's own message."""
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    yield
+    kafka_log.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[KafkaCluster]:
     nodes = KafkaCluster(n=3, session_timeout_ms=int(SESSION_TIMEOUT_S * 1000), heartbeat_interval_ms=500,
@@ -212,6 +224,16 @@ def stack(cluster: KafkaCluster, camera: RtspCamera, log_dir: Path) -> Iterator[
         finally:
             for app in apps:
                 app.close()
+
+
+@pytest.fixture(autouse=True)
+def whole_cluster_after(stack: Stack) -> Iterator[None]:
+    """Each test leaves the cluster whole, failed or not: a test that stops on an assertion while a
+    node is down must not hand the next one a cluster without a quorum (one failure then read as four)."""
+    yield
+    down = [node_id for node_id, node in stack.cluster.nodes.items() if not node.is_running()]
+    if down:
+        stack.heal(*down)
 
 
 def test_the_producer_creates_the_topic_replicated_three_times_with_two_in_sync_required(stack: Stack) -> None:
