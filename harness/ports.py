@@ -6,6 +6,7 @@ test runs and a developer's own services on 9092/8554 never collide.
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 
@@ -19,6 +20,43 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_range(count: int) -> int:
+    """Return the first of ``count`` consecutive TCP ports on 127.0.0.1 that were free a moment ago.
+
+    For a CLI that serves on port, port + 1, ... (worker.py --processes N --metrics-port P).
+    Picked below the kernel's ephemeral range: Linux hands connect() the even ephemeral ports
+    and bind(0) the odd ones, so a run of consecutive ports inside that range collides with the
+    outgoing connections of the Kafka clients on this machine (it did in CI: "Address already
+    in use" on P + 1).
+    """
+    low = ephemeral_range()[0]
+    for _ in range(200):
+        start = random.randrange(10000, low - count)
+        held: list[socket.socket] = []
+        try:
+            for port in range(start, start + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return start
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux default 32768-60999)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = f.read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -243,9 +243,23 @@ def next_chunk(chunks: Iterator[bytes], timeout: float = 2.0) -> bytes:
         pool.shutdown(wait=False)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Each phase's report on the item (item.rep_call ...), for fixtures that act on a failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The failover figures of this run, one line per event, at the end of the output where a CI
-    log's tail keeps them: the gaps say at once whether a failure was a bound missed or a stall."""
+    """The failover figures of this run, one line per event, and what the processes said in a
+    failed failover test, at the end of the output where a CI log's tail keeps them: they tell a
+    bound missed by a little from a stall at once."""
+    failures = ROOT / "artifacts" / "cluster-failures.txt"
+    if failures.exists() and failures.stat().st_mtime >= SESSION_STARTED:
+        terminalreporter.section("failover tests that failed: what the processes said")
+        for line in failures.read_text().splitlines():
+            terminalreporter.write_line(line)
     figures = ROOT / "artifacts" / "cluster.json"
     if not figures.exists() or figures.stat().st_mtime < SESSION_STARTED:
         return

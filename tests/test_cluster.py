@@ -69,6 +69,7 @@ FPS = 15
 INFLIGHT_LIMIT = 32 * 2**20  # PRODUCER_MAX_INFLIGHT_BYTES default
 RSS_GROWTH_LIMIT = 100 * 2**20
 FIGURES = ROOT / "artifacts" / "cluster.json"
+FAILURES = ROOT / "artifacts" / "cluster-failures.txt"
 
 
 def record(name: str, figures: dict[str, Any]) -> None:
@@ -89,10 +90,11 @@ class Stack:
     worker: App  # worker.py --processor motion, one group, on both cameras
     results: Tap  # the worker's results topic
 
+    def apps(self) -> dict[str, App]:
+        return {**self.producers, **{f"consumer{i}": c for i, c in enumerate(self.consumers)}, "worker": self.worker}
+
     def logs(self) -> str:
-        apps = [*self.producers.items(), *((f"consumer{i}", c) for i, c in enumerate(self.consumers)),
-                ("worker", self.worker)]
-        return "".join(f"\n--- {name} ---\n{app.log()[-5000:]}" for name, app in apps)
+        return "".join(f"\n--- {name} ---\n{app.log()[-5000:]}" for name, app in self.apps().items())
 
     def ride_out(self, event: Callable[[], None], timeout: float = 60.0) -> tuple[int, dict[str, Any]]:
         """Run `event`, wait until every viewer shows 2 s of frames captured after it and the worker
@@ -134,6 +136,7 @@ def quiet_helper_clients() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[KafkaCluster]:
+    FAILURES.unlink(missing_ok=True)
     nodes = KafkaCluster(n=3, session_timeout_ms=int(SESSION_TIMEOUT_S * 1000), heartbeat_interval_ms=500,
                          extra_config=QUORUM_TIMEOUTS)
     nodes.start()
@@ -227,13 +230,32 @@ def stack(cluster: KafkaCluster, camera: RtspCamera, log_dir: Path) -> Iterator[
 
 
 @pytest.fixture(autouse=True)
-def whole_cluster_after(stack: Stack) -> Iterator[None]:
+def whole_cluster_after(stack: Stack, request: pytest.FixtureRequest) -> Iterator[None]:
     """Each test leaves the cluster whole, failed or not: a test that stops on an assertion while a
     node is down must not hand the next one a cluster without a quorum (one failure then read as four)."""
+    marks = {name: len(app.log()) for name, app in stack.apps().items()}
     yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        note_failure(request.node.name, report, stack, marks)
     down = [node_id for node_id, node in stack.cluster.nodes.items() if not node.is_running()]
     if down:
         stack.heal(*down)
+
+
+def note_failure(test: str, report: pytest.TestReport, stack: Stack, marks: dict[str, int]) -> None:
+    """A few lines on a failed test for the run's end (conftest prints FAILURES): its message's first
+    line and what each process said at WARNING or above meanwhile, with the nodes that are down."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = (crash.message if crash else str(report.longrepr)).splitlines()[0][:300]
+    lines = [f"{test}: {message}",
+             f"  nodes running: {[n for n, node in stack.cluster.nodes.items() if node.is_running()]}"]
+    for name, app in stack.apps().items():
+        said = [line[:200] for line in app.log()[marks.get(name, 0):].splitlines()
+                if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+        lines += [f"  {name}: {line}" for line in said[-6:]]
+    with FAILURES.open("a") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def test_the_producer_creates_the_topic_replicated_three_times_with_two_in_sync_required(stack: Stack) -> None:

@@ -32,7 +32,7 @@ from kafka.partitioner.default import murmur2
 
 from harness import procs
 from harness.kafka_broker import KafkaBroker
-from harness.ports import free_port
+from harness.ports import free_port, free_port_range
 from harness.rtsp_camera import RtspCamera
 from rtsp_kafka_mjpeg.analytics.processors import MotionDetector, load_processor
 from rtsp_kafka_mjpeg.frame import Frame
@@ -562,7 +562,7 @@ def test_processes_2_is_two_workers_of_the_group_sharing_the_cameras_and_stoppin
     frames, results = topics(4)
     cams = cameras_on_distinct_partitions(4, 4)
     reader, pump = ResultReader(kafka, results), FramePump(kafka, frames, cams)
-    port = free_port()
+    port = free_port_range(2)
     app = start_app("worker.py", app_env(kafka.bootstrap, frames, KAFKA_RESULTS_TOPIC=results), "--processor",
                     "brightness", "--group-id", "pair", "--processes", "2", "--metrics-port", str(port))
     try:
