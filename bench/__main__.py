@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--failover", action="store_true",
                         help="instead: rounds of node failures on a 3-node cluster at production defaults, both "
                              "clients (bench/failover.py; its own flags: --failover --help)")
+    parser.add_argument("--chaos", action="store_true",
+                        help="instead: random faults every 30 s on a 3-node cluster for --minutes (default 60), "
+                             "then the end checks (bench/chaos.py; its own flags: --chaos --help)")
     parser.add_argument("--rewind", action="store_true",
                         help="instead: rewind's goals (first replayed frame, pace, clip export, 16 cameras on the "
                              "page; bench/rewind.py, its own flags: --rewind --help)")
@@ -171,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import failover
 
         return failover.main([a for a in argv if a != "--failover"])
+    if "--chaos" in argv:  # its own cluster, stack and flags (bench/chaos.py)
+        from . import chaos
+
+        return chaos.main([a for a in argv if a != "--chaos"])
     if "--rewind" in argv:  # its own broker, topic and flags (bench/rewind.py)
         from . import rewind
 

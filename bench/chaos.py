@@ -14,12 +14,18 @@ Every `--every` seconds one fault from a schedule drawn with `--seed`, printed a
   producer_restart  SIGTERM of producer.py (it flushes), started again
   viewer_drop       a viewer's connection closed, a new one opened
   junk              non-JPEG and over-limit records published onto the frames topic
+  network_cut       every packet between the producer and a random node dropped for 20 s (the
+                    producer reaches the nodes on a listener of its own; harness.netcut drops
+                    that port's traffic on loopback: needs CAP_NET_ADMIN and tc, else left out
+                    and said so): the cameras that node leads wait, the others must not
 Consumer 0, worker 0 and camera B are never hit: they are the long-lived processes whose RSS, fds
 and threads (summed over each process tree) must stay flat (first vs last tenth of the run), with
 the producer and the cluster's nodes where they lived through. Recovery is counted from the fault
 until every viewer shows frames captured after it was undone (the node faults: after the fault
 itself, the other two nodes carry the video; worker_kill: until the group's results cover every
-camera again). Not done here: a network cut between producer and one broker (needs root for iptables).
+camera again; network_cut: from the heal). Consumer 1 has a fourth viewer that rewinds: it asks
+for the last 30 s at 4x (`start=-30s&speed=4`), catches up and goes on live, again after every
+reconnect; it must be live at the end like the others.
 
 At the end, asserted and printed: every viewer live (newest frame captured < 2 s ago); flat
 resources; per producer run every seq it logged as acknowledged on the topic, once, in order; every
@@ -52,6 +58,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from harness import procs
 from harness.kafka_cluster import PROD_SESSION_TIMEOUT_MS, KafkaCluster
 from harness.mjpeg_client import MjpegViewer
+from harness.netcut import LoopbackCut
 from harness.ports import free_port, port_open
 from harness.rtsp_camera import RtspCamera
 from harness.topic_tap import acked_seqs
@@ -64,8 +71,12 @@ from .paths import RESULTS_DIR, ROOT
 log = logging.getLogger("bench.chaos")
 
 FAULTS = ("camera_kill", "camera_pause", "broker_kill", "broker_stop", "consumer_kill", "worker_kill",
-          "producer_restart", "viewer_drop", "junk")
+          "producer_restart", "viewer_drop", "junk", "network_cut")
 FPS = 10
+CUT_S = 20.0
+OTHER_CAMERAS_GAP_S = 2.0  # during a cut, the cameras the cut node does not lead: no gap above this
+PRODUCER_LISTENER = "PRODUCER"
+REWIND = "start=-30s&speed=4"
 LIVE_AGE_S = 2.0
 RECOVERY_TIMEOUT_S = 90.0
 # flat: last window's mean vs the first's
@@ -78,8 +89,8 @@ class Viewer:
     """An MJPEG viewer that keeps only when each part was captured and arrived (an hour of JPEGs
     would not fit in memory); `reopen` drops the connection and opens a new one."""
 
-    def __init__(self, url: str, name: str) -> None:
-        self.url, self.name = url, name
+    def __init__(self, url: str, name: str, camera: str, rewinds: bool = False) -> None:
+        self.url, self.name, self.camera, self.rewinds = url, name, camera, rewinds
         self.arrivals: list[int] = []
         self.newest_capture_ns = 0
         self.captures: list[int] = []
@@ -168,7 +179,9 @@ class Rig:
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.cluster = KafkaCluster(n=3, session_timeout_ms=PROD_SESSION_TIMEOUT_MS, heartbeat_interval_ms=2000)
+        self.cluster = KafkaCluster(n=3, session_timeout_ms=PROD_SESSION_TIMEOUT_MS, heartbeat_interval_ms=2000,
+                                    extra_listeners=(PRODUCER_LISTENER,))
+        self.netcut = LoopbackCut()
         self.topic = f"chaos-{uuid.uuid4().hex[:8]}"
         self.results_topic = f"{self.topic}-results"
         self.group = f"chaos-{uuid.uuid4().hex[:6]}"
@@ -217,7 +230,10 @@ class Rig:
         for i in range(2):
             for cam in list(self.cams)[i:i + 3]:
                 url = f"http://127.0.0.1:{self.ports[f'consumer{i}']}/video_feed?camera={cam}"
-                self.viewers.append(Viewer(url, f"consumer{i}-{cam}"))
+                self.viewers.append(Viewer(url, f"consumer{i}-{cam}", cam))
+        cam = list(self.cams)[-1]
+        url = f"http://127.0.0.1:{self.ports['consumer1']}/video_feed?camera={cam}&{REWIND}"
+        self.viewers.append(Viewer(url, f"consumer1-{cam}-rewinding", cam, rewinds=True))
         if not wait_for(lambda: all(v.shows_frames_after(time.time_ns() - 10**9) for v in self.viewers), 120):
             raise RuntimeError(f"not every viewer shows video:\n{self.log_path('producer').read_text()[-3000:]}")
 
@@ -228,6 +244,7 @@ class Rig:
 
     def start_producer(self) -> None:
         env = self.env()
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.cluster.bootstrap_via(PRODUCER_LISTENER)  # cuttable alone
         env.update(KAFKA_ACKS="all", KAFKA_REPLICATION_FACTOR="3", MAX_FPS=str(FPS))
         cams = [a for cam, (rtsp, _) in self.cams.items() for a in ("--camera", f"{cam}={self.cameras[rtsp].url}")]
         self.start_app("producer", "producer.py", env, *cams)
@@ -299,8 +316,23 @@ class Rig:
         elif kind == "junk":
             target = "frames topic"
             self.publish_junk()
+        elif kind == "network_cut":
+            node = rng.choice(sorted(self.cluster.nodes))
+            target = f"producer - node {node}"
+            leaders = {cam: self.cluster.leader_of(self.topic, p) for cam, (_, p) in self.cams.items()}
+            behind = sorted(cam for cam, leader in leaders.items() if leader == node)
+            self.netcut.cut(self.cluster.listener_ports[PRODUCER_LISTENER][node])
+            try:
+                time.sleep(CUT_S)
+            finally:
+                self.netcut.heal()
+            others = [v for v in self.viewers if v.camera not in behind and not v.rewinds]
+            extra = {"cameras_behind_cut": behind,
+                     "other_cameras_gap_s": max((v.gap_s(t0, time.time_ns()) for v in others), default=0.0)}
         undone = time.time_ns()
         event = {"kind": kind, "target": target, "t_ns": t0, "undone_ns": undone}
+        if kind == "network_cut":
+            event.update(extra)
         if kind in ("broker_kill", "broker_stop"):
             event["recovery_s"] = recovery
         return event
@@ -313,7 +345,8 @@ class Rig:
         if results:
             ready = lambda: all(self.results.newest.get(cam, 0) > since_ns for cam in self.cams)  # noqa: E731
         else:
-            ready = lambda: all(v.shows_frames_after(since_ns) for v in self.viewers)  # noqa: E731
+            # the rewinding viewer shows the past at first, by design: live only once it caught up
+            ready = lambda: all(v.shows_frames_after(since_ns) for v in self.viewers if not v.rewinds)  # noqa: E731
         if not wait_for(ready, RECOVERY_TIMEOUT_S):
             return None
         return time.monotonic() - start
@@ -357,6 +390,7 @@ class Rig:
                 proc.wait(60)
 
     def close(self) -> None:
+        self.netcut.heal()
         for v in self.viewers:
             v.close()
         if self.results is not None:
@@ -484,11 +518,15 @@ def flatness(rig: Rig, window: float) -> dict[str, Any]:
     return out
 
 
-def run(minutes: float, every_s: float, seed: int, log_dir: Path) -> dict[str, Any]:
+def run(minutes: float, every_s: float, seed: int, log_dir: Path, faults: tuple[str, ...] = FAULTS) -> dict[str, Any]:
     log_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     rig = Rig(log_dir)
     events: list[dict[str, Any]] = []
+    why_not = rig.netcut.available()
+    kinds_here = [k for k in faults if k != "network_cut" or why_not is None]
+    if why_not:
+        log.warning("network_cut left out: %s", why_not)
     try:
         rig.start()
         log.info("stack up: topic %s, cameras %s; %g minutes of faults every %g s (seed %d)",
@@ -497,7 +535,7 @@ def run(minutes: float, every_s: float, seed: int, log_dir: Path) -> dict[str, A
         next_fault = start + every_s
         schedule: list[str] = []  # rounds of every kind, each round in its own shuffled order
         while len(schedule) < minutes * 60 / every_s + 1:
-            schedule += rng.sample(FAULTS, len(FAULTS))
+            schedule += rng.sample(kinds_here, len(kinds_here))
         while time.monotonic() - start < minutes * 60:
             rig.sample()
             if time.monotonic() >= next_fault and schedule:
@@ -508,8 +546,10 @@ def run(minutes: float, every_s: float, seed: int, log_dir: Path) -> dict[str, A
                     back = rig.recovered(event["undone_ns"], results=kind == "worker_kill") is not None
                     event["recovery_s"] = round((time.time_ns() - event["t_ns"]) / 1e9, 2) if back else None
                 event["longest_gap_s"] = max(v.gap_s(event["t_ns"], time.time_ns()) for v in rig.viewers)
-                log.info("  %s %s: recovered in %s s, longest viewer gap %.2f s", kind, event["target"],
-                         event["recovery_s"], event["longest_gap_s"])
+                log.info("  %s %s: recovered in %s s, longest viewer gap %.2f s%s", kind, event["target"],
+                         event["recovery_s"], event["longest_gap_s"],
+                         f" (cameras behind it {event['cameras_behind_cut']}, the others' longest gap "
+                         f"{event['other_cameras_gap_s']:.2f} s)" if kind == "network_cut" else "")
                 events.append(event)
                 next_fault = time.monotonic() + every_s
             time.sleep(1.0)
@@ -524,7 +564,7 @@ def run(minutes: float, every_s: float, seed: int, log_dir: Path) -> dict[str, A
     finally:
         rig.close()
     kinds: dict[str, Any] = {}
-    for kind in FAULTS:
+    for kind in kinds_here:
         mine = [e for e in events if e["kind"] == kind]
         rec = [e["recovery_s"] for e in mine if e["recovery_s"] is not None]
         kinds[kind] = {"count": len(mine), "not_recovered": len(mine) - len(rec),
@@ -534,8 +574,11 @@ def run(minutes: float, every_s: float, seed: int, log_dir: Path) -> dict[str, A
     checks = {"viewers_live": all(age < LIVE_AGE_S for age in live.values()),
               "resources_flat": all(f.get("ok", True) for f in flat.values()),
               "acknowledged_once_in_order": acked["ok"], "committed_have_results": worker["ok"],
-              "every_fault_recovered": all(k["not_recovered"] == 0 for k in kinds.values())}
-    return {"minutes": minutes, "every_s": every_s, "seed": seed, "events": events, "kinds": kinds,
+              "every_fault_recovered": all(k["not_recovered"] == 0 for k in kinds.values()),
+              "a_cut_spares_the_other_cameras": all(e["other_cameras_gap_s"] <= OTHER_CAMERAS_GAP_S
+                                                    for e in events if e["kind"] == "network_cut")}
+    return {"minutes": minutes, "every_s": every_s, "seed": seed, "network_cut": why_not or "done",
+            "events": events, "kinds": kinds,
             "viewer_age_s": live, "flat": flat, "acknowledged": acked, "worker": worker, "checks": checks,
             "ok": all(checks.values())}
 
@@ -555,6 +598,13 @@ def report(r: dict[str, Any]) -> str:
         else:
             lines.append(f"| {role} | - | - | - | not checked: {f['why']} |")
     ack = r["acknowledged"]
+    cuts = [e for e in r["events"] if e["kind"] == "network_cut"]
+    if cuts:
+        lines += ["", "network cuts (producer - node, 20 s): cameras behind the cut; the other cameras' longest gap: "
+                  + "; ".join(f"{e['target'].split(' - ')[1]}: {e['cameras_behind_cut']}, {e['other_cameras_gap_s']} s"
+                              for e in cuts)]
+    elif r["network_cut"] != "done":
+        lines += ["", f"network_cut left out: {r['network_cut']}"]
     lines += ["", f"viewers' newest frame age at the end (s): {r['viewer_age_s']}",
               f"producer runs {ack['runs']}; per camera acknowledged / missing / repeated / backwards: "
               + ", ".join(f"{c} {v['acknowledged']}/{v['missing']}/{v['repeated']}/{v['backwards']}"
@@ -566,16 +616,24 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=60.0)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos",
+        description="Random faults every 30 s on a three-node cluster; at the end every viewer live, resources "
+                    "flat, every acknowledged frame on the topic once and in order (results in --out).")
+    parser.add_argument("--minutes", type=float, default=60.0, help="how long faults are made (default 60)")
     parser.add_argument("--every", type=float, default=30.0, help="seconds between faults")
     parser.add_argument("--seed", type=int, default=None, help="the schedule's seed (default: random, printed)")
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help="comma-separated kinds to draw from (default: all): " + ", ".join(FAULTS))
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "chaos.json")
     args = parser.parse_args(argv)
+    faults = tuple(k.strip() for k in args.faults.split(",") if k.strip())
+    if not faults or set(faults) - set(FAULTS):
+        parser.error(f"--faults: unknown kind in {args.faults!r} (kinds: {', '.join(FAULTS)})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
-    result = run(args.minutes, args.every, seed, RESULTS_DIR / "logs")
+    result = run(args.minutes, args.every, seed, RESULTS_DIR / "logs", faults)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     print(report(result))

@@ -80,6 +80,7 @@ class KafkaCluster:
         extra_config: dict[str, str] | None = None,
         version: str | None = None,
         start_timeout: float = 120.0,
+        extra_listeners: tuple[str, ...] = (),
     ) -> None:
         if n < 1:
             raise ValueError("a cluster needs at least one node")
@@ -98,11 +99,19 @@ class KafkaCluster:
         client_ports = ports or [free_port() for _ in range(n)]
         self.nodes = {i: ClusterNode(i, client_ports[i - 1], free_port(), self.data_dir / f"node{i}")
                       for i in range(1, n + 1)}
+        # More PLAINTEXT client listeners, each on its own port per node: a client bootstrapped on
+        # one is told that listener's addresses, so one client's path to a node can be cut
+        # (harness.netcut) while replication and every other client go on.
+        self.listener_ports = {name: {i: free_port() for i in self.nodes} for name in extra_listeners}
 
     @property
     def bootstrap(self) -> str:
         """Every node's client listener, comma-separated (what KAFKA_BOOTSTRAP_SERVERS takes)."""
         return ",".join(node.bootstrap for node in self.nodes.values())
+
+    def bootstrap_via(self, listener: str) -> str:
+        """Every node's port of one of the ``extra_listeners``, comma-separated."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.listener_ports[listener].values())
 
     def node(self, node_id: int) -> ClusterNode:
         try:
@@ -115,7 +124,9 @@ class KafkaCluster:
         replicas, min_isr = str(self.n), str(min(2, self.n))
         return {
             **VIDEO_CONFIG,
-            **node.kraft_config(voters, {"PLAINTEXT": ("PLAINTEXT", node.port)}),
+            **node.kraft_config(voters, {"PLAINTEXT": ("PLAINTEXT", node.port),
+                                         **{name: ("PLAINTEXT", ports[node.node_id])
+                                            for name, ports in self.listener_ports.items()}}),
             # Internal topics replicated like a production cluster's.
             "offsets.topic.replication.factor": replicas,
             "transaction.state.log.replication.factor": replicas,
