@@ -17,18 +17,19 @@ from ..settings import KAFKA_CLIENTS
 from .confluent.consumer import ConfluentConsumer
 from .confluent.group_consumer import ConfluentGroupConsumer
 from .confluent.producer import ConfluentProducer
-from .producer_id import ask_again_after_reset
+from .producer_id import bump_epoch_on_reset
 
 CONFLUENT = "confluent-kafka"
 
 
 class KafkaPythonProducer(KafkaProducer):
-    """kafka-python's KafkaProducer whose idempotent producer asks for a new producer id after it
-    dropped its own (producer_id.py: the cause of the stalls after a node's death)."""
+    """kafka-python's KafkaProducer whose idempotent producer, after giving up on a frame it had
+    sent, bumps its epoch (as Java's does) instead of dropping its id and then never asking for
+    another (producer_id.py: the stalls after a node's death, and late frames after a network cut)."""
 
     def __init__(self, **configs: Any) -> None:
         super().__init__(**configs)
-        ask_again_after_reset(self._transaction_manager)
+        bump_epoch_on_reset(self._transaction_manager)
 
 
 def _checked(kafka_client: str) -> str:

@@ -24,8 +24,18 @@ disconnect as fatal, so the new producer id is never taken and the producer is d
 Java retries the request after a disconnect or a timeout alike; ``retry_timed_out_requests`` has
 kafka-python do the same (a retriable error is handled as the disconnect it is).
 
-Each fix applies only while the installed kafka-python still has its defect (checked once, on a
-manager of its own), so an upgrade that fixes them upstream turns them off by itself.
+The third, found by bench.chaos's network cut between the producer and a partition's leader: a
+new producer id lets frames the producer gave up on land after newer ones. An expired request
+can still reach the broker after the cut heals (its bytes wait in the kernel's buffer of the
+connection kafka-python closed at the request timeout), under the old id, whose sequence it
+continues: the broker writes it, behind the frames the new id sent meanwhile. Java's idempotent
+producer does not take a new id there: it bumps the epoch of the one it has, locally, and starts
+every partition's sequence at 0 (``bumpIdempotentProducerEpoch``); a broker that has seen the
+new epoch rejects anything older, so late frames are fenced, never reordered. ``bump_epoch_on_reset``
+does the same (a new id only when the epoch is spent or there is no id).
+
+The first two fixes apply only while the installed kafka-python still has its defect (checked once,
+on a manager of its own), so an upgrade that fixes them upstream turns them off by itself.
 """
 
 from __future__ import annotations
@@ -94,6 +104,9 @@ def retry_timed_out_requests() -> None:
     TxnRequestHandler.on_complete = retrying_on_complete
 
 
+MAX_EPOCH = 32767  # the epoch is an int16
+
+
 def ask_again_after_reset(manager: Any) -> None:
     """Make `manager` (an idempotent producer's TransactionManager) go back to UNINITIALIZED after
     reset_producer_id(), as Java's does, so the sender asks for a new producer id."""
@@ -111,3 +124,25 @@ def ask_again_after_reset(manager: Any) -> None:
             manager._current_state = TransactionState.UNINITIALIZED
 
     manager.reset_producer_id = reset_and_reinitialize
+
+
+def bump_epoch_on_reset(manager: Any) -> None:
+    """Make `manager`'s reset_producer_id() (called when a frame that was sent once is given up on)
+    keep the producer id and bump its epoch, sequences back to 0, as Java's idempotent producer
+    does; a new id (via ask_again_after_reset's reset) only when there is none or the epoch is spent."""
+    if manager is None or manager.is_transactional():
+        return
+    ask_again_after_reset(manager)
+    reset = manager.reset_producer_id
+
+    def bump_or_reset() -> None:
+        with manager._lock:
+            current = manager.producer_id_and_epoch
+            if current.is_valid and 0 <= current.epoch < MAX_EPOCH:
+                manager.set_producer_id_and_epoch(ProducerIdAndEpoch(current.producer_id, current.epoch + 1))
+                manager._sequence_numbers.clear()
+                getattr(manager, "_last_acked_offset", {}).clear()
+                return
+        reset()
+
+    manager.reset_producer_id = bump_or_reset
