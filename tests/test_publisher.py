@@ -279,6 +279,18 @@ def test_late_answers_about_an_outage_that_ended_say_nothing() -> None:
     assert dlog.failed(KafkaTimeoutError("Message timed out"), now=30.0, queued_at=25.0) is not None  # a new outage
 
 
+def test_delivery_resumes_when_every_camera_that_failed_delivers_again_not_at_another_cameras_frame() -> None:
+    # bench.chaos's network cut: one camera's partition leader out of reach for 20 s while the
+    # other cameras' frames went through said "failing" and "resumed" four times each
+    dlog = DeliveryLog()
+    assert dlog.failed(KafkaTimeoutError("Expiring 44 record(s)"), now=10.0, queued_at=5.0, camera="cam-4") is not None
+    assert dlog.delivered(now=10.1, queued_at=10.0, camera="cam-0") is None
+    assert dlog.failed(KafkaTimeoutError("Expiring 45 record(s)"), now=15.0, queued_at=10.0, camera="cam-4") is None
+    assert dlog.delivered(now=15.1, queued_at=15.0, camera="cam-1") is None
+    resumed = dlog.delivered(now=33.0, queued_at=32.9, camera="cam-4")
+    assert resumed == "Kafka delivery resumed after 23.0s (frames failed: 2 KafkaTimeoutError)"
+
+
 def test_delivery_log_says_each_state_change_once() -> None:
     dlog = DeliveryLog()
     first = dlog.failed(NotEnoughReplicasError("fewer in-sync replicas than required"), now=10.0)

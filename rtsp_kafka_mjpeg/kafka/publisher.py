@@ -217,10 +217,13 @@ class SeqRanges:
 
 class DeliveryLog:
     """One log line per state change of delivery: when it starts failing (naming the cause), for
-    each further cause, when the producer is replaced first, and when delivery resumes."""
+    each further cause, when the producer is replaced first, and when delivery resumes: once every
+    camera whose frames failed delivers again (one producer carries many cameras; while a network
+    cut keeps one partition's leader away, the others' frames go through, and are no news)."""
 
     def __init__(self) -> None:
         self._failing_since: float | None = None
+        self._failing_cameras: set[str] = set()
         self._causes: Counter[str] = Counter()
         self._restarts = 0
         self._recovered_from = float("-inf")  # when the frame that ended the last failure was queued
@@ -229,12 +232,14 @@ class DeliveryLog:
     def failing(self) -> bool:
         return self._failing_since is not None
 
-    def failed(self, err: Exception, now: float, queued_at: float = float("inf")) -> str | None:
+    def failed(self, err: Exception, now: float, queued_at: float = float("inf"), camera: str = "") -> str | None:
         """A frame failed. One queued before the frame that ended the last failure is a late answer
         about that outage (librdkafka reports expired frames after newer ones got through): it is
         counted as dropped by the caller, and does not start a new failure here."""
         if self._failing_since is None and queued_at < self._recovered_from:
             return None
+        if camera:
+            self._failing_cameras.add(camera)
         cause = type(err).__name__
         message = None
         if self._failing_since is None:
@@ -262,9 +267,12 @@ class DeliveryLog:
             return None
         return f"Kafka producer replaced by a new one ({reason})"
 
-    def delivered(self, now: float, queued_at: float = float("-inf")) -> str | None:
+    def delivered(self, now: float, queued_at: float = float("-inf"), camera: str = "") -> str | None:
         if self._failing_since is None:
             return None
+        self._failing_cameras.discard(camera)
+        if self._failing_cameras:
+            return None  # another camera's frames still fail
         self._recovered_from = queued_at
         causes = ", ".join(f"{count} {cause}" for cause, count in self._causes.most_common()) or "none"
         restarts = f"; producer replaced {self._restarts} time(s)" if self._restarts else ""
@@ -370,7 +378,7 @@ class FramePublisher:
             counts.sent += 1
             counts.sent_bytes += pending.size
             counts.acknowledged.add(pending.seq)
-            message = self._log.delivered(self._clock(), pending.queued_at)
+            message = self._log.delivered(self._clock(), pending.queued_at, pending.camera)
         if message:
             log.info("%s", message)
 
@@ -386,7 +394,7 @@ class FramePublisher:
                 self._drop(pending.camera, "producer_restart")
                 return
             self._drop(pending.camera, f"send_failed:{type(err).__name__}")
-            message = self._log.failed(err, self._clock(), pending.queued_at)
+            message = self._log.failed(err, self._clock(), pending.queued_at, pending.camera)
         if message:
             log.warning("%s", message)
         if needs_new_producer(err):
