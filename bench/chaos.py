@@ -292,7 +292,8 @@ class Rig:
             os.kill(pid, signal.SIGCONT)
         elif kind in ("broker_kill", "broker_stop"):
             node = rng.choice(sorted(self.cluster.nodes))
-            target = f"node {node}"
+            target = f"node {node} ({self.node_role(node)})"
+            t0 = time.time_ns()  # the question above is not part of the fault
             (self.cluster.kill if kind == "broker_kill" else self.cluster.stop)(node)
             # the other two nodes carry the video: recovery counts until then, not the node's return
             back = self.recovered(t0) is not None
@@ -336,6 +337,19 @@ class Rig:
         if kind in ("broker_kill", "broker_stop"):
             event["recovery_s"] = recovery
         return event
+
+    def node_role(self, node: int) -> str:
+        """What a node does just before its fault: a crashed active controller costs the quorum's
+        election on top of the session timeout, and only the cameras a node leads lose video."""
+        from kafka.errors import KafkaError
+
+        try:
+            controller: int | None = self.cluster.active_controller()
+        except (KafkaError, RuntimeError):
+            controller = None
+        leads = sorted(cam for cam, (_, p) in self.cams.items() if self.cluster.leader_of(self.topic, p) == node)
+        role = "active controller, " if controller == node else ""
+        return role + (f"leads {', '.join(leads)}" if leads else "leads no camera")
 
     def recovered(self, since_ns: int, results: bool = False) -> float | None:
         """Seconds until every viewer shows a frame captured after `since_ns` (with `results`: until
