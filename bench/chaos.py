@@ -320,8 +320,7 @@ class Rig:
         elif kind == "network_cut":
             node = rng.choice(sorted(self.cluster.nodes))
             target = f"producer - node {node}"
-            leaders = {cam: self.cluster.leader_of(self.topic, p) for cam, (_, p) in self.cams.items()}
-            behind = sorted(cam for cam, leader in leaders.items() if leader == node)
+            behind = self.cameras_led_by(node)
             self.netcut.cut(self.cluster.listener_ports[PRODUCER_LISTENER][node])
             try:
                 time.sleep(CUT_S)
@@ -338,6 +337,10 @@ class Rig:
             event["recovery_s"] = recovery
         return event
 
+    def cameras_led_by(self, node: int) -> list[str]:
+        """The cameras whose partition the node leads now."""
+        return sorted(cam for cam, (_, p) in self.cams.items() if self.cluster.leader_of(self.topic, p) == node)
+
     def node_role(self, node: int) -> str:
         """What a node does just before its fault: a crashed active controller costs the quorum's
         election on top of the session timeout, and only the cameras a node leads lose video."""
@@ -347,7 +350,7 @@ class Rig:
             controller: int | None = self.cluster.active_controller()
         except (KafkaError, RuntimeError):
             controller = None
-        leads = sorted(cam for cam, (_, p) in self.cams.items() if self.cluster.leader_of(self.topic, p) == node)
+        leads = self.cameras_led_by(node)
         role = "active controller, " if controller == node else ""
         return role + (f"leads {', '.join(leads)}" if leads else "leads no camera")
 

@@ -43,7 +43,7 @@ from typing import Any, Self
 from harness import procs
 from harness.kafka_jars import fetch_kafka, kafka_version
 from harness.kafka_node import VIDEO_CONFIG, KafkaNode, _cluster_id, wait_for
-from harness.ports import free_port, port_open
+from harness.ports import free_ports, port_open
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +107,15 @@ class KafkaBroker(KafkaNode):
         start_timeout: float = 60.0,
     ) -> None:
         self._owns_dir = data_dir is None
-        super().__init__(1, port or free_port(), free_port(),
+        drawn = iter(free_ports(4))  # client (unless given), controller, SSL, SASL_SSL
+        client_port = next(drawn)
+        super().__init__(1, port or client_port, next(drawn),
                          Path(data_dir or tempfile.mkdtemp(prefix="kafka-broker-")).resolve())
         self.sasl_users = _check_names(sasl_users, "SASL")
         # Users of the SASL_SSL (SCRAM-SHA-256) listener; created when the storage is formatted.
         self.scram_users = _check_names(scram_users, "SCRAM")
-        self.ssl_port = free_port() if ssl else None
-        self.sasl_ssl_port = free_port() if self.scram_users else None
+        self.ssl_port = next(drawn) if ssl else None
+        self.sasl_ssl_port = next(drawn) if self.scram_users else None
         self._broker_password = secrets.token_urlsafe(16)
         self.extra_config = dict(extra_config or {})
         self.version = kafka_version(version)

@@ -47,7 +47,7 @@ from kafka.partitioner.default import murmur2
 from harness import procs
 from harness.kafka_jars import fetch_kafka, kafka_version
 from harness.kafka_node import VIDEO_CONFIG, KafkaNode, _cluster_id, wait_for
-from harness.ports import free_port, port_open
+from harness.ports import free_ports, port_open
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,14 @@ class KafkaCluster:
         self.extra_config = dict(extra_config or {})
         self.version = kafka_version(version)
         self.start_timeout = start_timeout
-        client_ports = ports or [free_port() for _ in range(n)]
-        self.nodes = {i: ClusterNode(i, client_ports[i - 1], free_port(), self.data_dir / f"node{i}")
+        drawn = iter(free_ports(n * (1 + len(extra_listeners)) + (0 if ports else n)))
+        client_ports = ports or [next(drawn) for _ in range(n)]
+        self.nodes = {i: ClusterNode(i, client_ports[i - 1], next(drawn), self.data_dir / f"node{i}")
                       for i in range(1, n + 1)}
         # More PLAINTEXT client listeners, each on its own port per node: a client bootstrapped on
         # one is told that listener's addresses, so one client's path to a node can be cut
         # (harness.netcut) while replication and every other client go on.
-        self.listener_ports = {name: {i: free_port() for i in self.nodes} for name in extra_listeners}
+        self.listener_ports = {name: {i: next(drawn) for i in self.nodes} for name in extra_listeners}
 
     @property
     def bootstrap(self) -> str:
