@@ -108,8 +108,7 @@ class KafkaBroker(KafkaNode):
     ) -> None:
         self._owns_dir = data_dir is None
         drawn = iter(free_ports(4))  # client (unless given), controller, SSL, SASL_SSL
-        client_port = next(drawn)
-        super().__init__(1, port or client_port, next(drawn),
+        super().__init__(1, port or next(drawn), next(drawn),
                          Path(data_dir or tempfile.mkdtemp(prefix="kafka-broker-")).resolve())
         self.sasl_users = _check_names(sasl_users, "SASL")
         # Users of the SASL_SSL (SCRAM-SHA-256) listener; created when the storage is formatted.

@@ -96,7 +96,7 @@ class KafkaCluster:
         self.extra_config = dict(extra_config or {})
         self.version = kafka_version(version)
         self.start_timeout = start_timeout
-        drawn = iter(free_ports(n * (1 + len(extra_listeners)) + (0 if ports else n)))
+        drawn = iter(free_ports(n * (2 + len(extra_listeners))))  # client (unless given), controller, extras
         client_ports = ports or [next(drawn) for _ in range(n)]
         self.nodes = {i: ClusterNode(i, client_ports[i - 1], next(drawn), self.data_dir / f"node{i}")
                       for i in range(1, n + 1)}

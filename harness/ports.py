@@ -17,17 +17,16 @@ def free_port() -> int:
     The kernel picks it (bind to port 0); there is a small race until the caller binds it,
     which is acceptable for tests on one machine.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def free_ports(count: int) -> list[int]:
     """Return ``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago.
 
     Each is held until the last is picked: one free_port() after another may be handed the same
-    port twice (7 in 5,000 draws of a cluster's nine ports here), and a node then fails at
-    start with "Address already in use" on a port its neighbour took (it did in bench.chaos).
+    port twice (7 in 5,000 draws of a cluster's nine ports here), and a node then fails at start
+    with "Address already in use" on a port its neighbour took (it did in bench.chaos). So a
+    service that needs several ports, or several started together, draws them here.
     """
     held: list[socket.socket] = []
     try:

@@ -142,8 +142,8 @@ def app_env(kafka_bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def crash_broker() -> Iterator[KafkaBroker]:
-    """A broker of this test alone, on a fixed port so clients find it again after a restart."""
-    broker = KafkaBroker(port=free_port())
+    """A broker of this test alone; it keeps its port across a restart, so clients find it again."""
+    broker = KafkaBroker()
     broker.start()
     yield broker
     broker.close()

@@ -18,7 +18,7 @@ from conftest import CAMERA_FPS, ROOT, app_env, wait_for
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.ports import free_port
+from harness.ports import free_port, free_ports
 from harness.rtsp_camera import RtspCamera
 
 
@@ -96,7 +96,7 @@ def test_one_producer_publishes_each_camera_under_its_own_key_while_a_hung_camer
 
 
 def test_a_producer_whose_cameras_all_fail_to_open_exits_with_one_line(kafka, topic) -> None:
-    dead = [f"rtsp://127.0.0.1:{free_port()}/cam", f"rtsp://127.0.0.1:{free_port()}/cam"]
+    dead = [f"rtsp://127.0.0.1:{port}/cam" for port in free_ports(2)]
     out = subprocess.run([sys.executable, "producer.py", "--camera", f"a={dead[0]}", "--camera", f"b={dead[1]}",
                           "--open-timeout", "2"], cwd=ROOT, env=app_env(kafka.bootstrap, topic),
                          capture_output=True, text=True, timeout=60)

@@ -32,7 +32,7 @@ from kafka.partitioner.default import murmur2
 
 from harness import procs
 from harness.kafka_broker import KafkaBroker
-from harness.ports import free_port, free_port_range
+from harness.ports import free_port, free_port_range, free_ports
 from harness.rtsp_camera import RtspCamera
 from rtsp_kafka_mjpeg.analytics.processors import MotionDetector, load_processor
 from rtsp_kafka_mjpeg.frame import Frame
@@ -434,7 +434,7 @@ def test_lag_policy_newest_stays_fresh_and_every_skips_nothing(
     window_s = 20.0
     frames, results = topics(1)
     cams = ["lagcam"]
-    port_newest, port_every = free_port(), free_port()
+    port_newest, port_every = free_ports(2)
     reader, pump = ResultReader(kafka, results), FramePump(kafka, frames, cams)
     slow = "tests.worker_processors:slow"
     newest = run_worker(frames, results, "--processor", slow, "--group-id", "fresh",
