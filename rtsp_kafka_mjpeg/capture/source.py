@@ -419,10 +419,12 @@ class FrameSource:
             self._cond.notify_all()
 
     def _lost(self) -> None:
+        # Said before the release: closing a hung session can itself wait on the camera.
+        if not self._stop.is_set():
+            self._set_state("reconnecting")
         self._release()
         if self._stop.is_set():
             return
-        self._set_state("reconnecting")
         self._reopen()
 
     def _release(self) -> None:
