@@ -124,10 +124,14 @@ def test_librdkafka_gets_every_producer_setting() -> None:
     assert (conf["security.protocol"], conf["sasl.mechanism"]) == ("sasl_ssl", "SCRAM-SHA-256")
     assert (conf["sasl.username"], conf["sasl.password"], conf["ssl.ca.location"]) == ("cam", "pw", "/etc/ca.pem")
     assert conf["queue.buffering.max.kbytes"] * 1024 > settings.max_inflight_bytes
+    # idempotent: one request in flight, or a request refused by an old leader makes the next skip a
+    # sequence and librdkafka's recovery writes frames twice (librdkafka #4953)
+    assert conf["max.in.flight.requests.per.connection"] == 1
     acks_one = librdkafka_config(producer_config(ProducerSettings(acks="1", delivery_timeout_ms=5000,
                                                                   kafka_client="confluent-kafka")))
     assert (acks_one["acks"], acks_one["enable.idempotence"]) == ("1", False)
     assert 4000 <= acks_one["message.timeout.ms"] <= 5000 and acks_one["retries"] == 20
+    assert acks_one["max.in.flight.requests.per.connection"] == 5
 
 
 FAILING = re.compile(r"WARNING rtsp_kafka_mjpeg\.kafka\.publisher: Kafka delivery failing \(KafkaTimeoutError: .+\); "

@@ -291,8 +291,9 @@ def test_a_group_of_three_shares_six_cameras_and_takes_over_a_stopped_or_killed_
     frames, results = topics(6)
     cams = cameras_on_distinct_partitions(6, 6)
     reader, pump = ResultReader(kafka, results), FramePump(kafka, frames, cams)
+    trio = unique("trio")
     workers = [run_worker(frames, results, "--processor", "brightness",
-                            "--group-id", "trio", WORKER_SESSION_TIMEOUT_MS="6000") for _ in range(3)]
+                            "--group-id", trio, WORKER_SESSION_TIMEOUT_MS="6000") for _ in range(3)]
     try:
         pump.start(fps=10)
 
@@ -330,9 +331,9 @@ def test_a_group_of_three_shares_six_cameras_and_takes_over_a_stopped_or_killed_
         victim = worker_of(workers[0])
         t0 = time.time_ns()
         workers[0].stop()
-        term_resume = resume_after(victim, by_worker[victim], t0, 10)
+        term_resume = resume_after(victim, by_worker[victim], t0, 15)
         print(f"\nSIGTERM: cameras {by_worker[victim]} resumed on another worker after {term_resume:.2f} s")
-        assert term_resume <= 3.0
+        assert term_resume <= 3.0, f"{term_resume:.2f} s{tails(workers)}"
         assert wait_for(settled(2), 15)
 
         # SIGKILL: the group notices after the session timeout
@@ -342,9 +343,9 @@ def test_a_group_of_three_shares_six_cameras_and_takes_over_a_stopped_or_killed_
         assert moved
         t0 = t_kill = time.time_ns()
         procs.kill(workers[1].proc)
-        kill_resume = resume_after(victim, moved, t0, 15)
+        kill_resume = resume_after(victim, moved, t0, 20)
         print(f"SIGKILL: cameras {moved} resumed after {kill_resume:.2f} s (session timeout 6 s)")
-        assert kill_resume <= 6.0 + 3.0
+        assert kill_resume <= 6.0 + 3.0, f"{kill_resume:.2f} s{tails(workers)}"
         assert wait_for(settled(1), 15)
         t_settled = time.time_ns()
         assert wait_for(lambda: len(reader.snapshot(t_settled)) >= 6 * 15, 10)
@@ -359,6 +360,17 @@ def test_a_group_of_three_shares_six_cameras_and_takes_over_a_stopped_or_killed_
     finally:
         pump.close()
         reader.close()
+
+
+def tails(apps: list[App], chars: int = 3000) -> str:
+    """The apps' last log lines, for a failure's message (a rebalance's timing is only in them)."""
+    return "".join(f"\n--- pid {a.proc.pid} ---\n{a.log()[-chars:]}" for a in apps)
+
+
+def unique(group: str) -> str:
+    """A group id of this test run alone: one the other client's run of the same test left (a
+    SIGKILLed member stays a session timeout) must not take part in this run's rebalances."""
+    return f"{group}-{uuid.uuid4().hex[:8]}"
 
 
 def committed_offsets(kafka: KafkaBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -384,9 +396,10 @@ def test_after_processing_a_restarted_group_processes_every_frame_after_its_comm
     frames, results = topics(2)
     cams = cameras_on_distinct_partitions(2, 2)
     reader, pump = ResultReader(kafka, results), FramePump(kafka, frames, cams)
+    alo = unique("alo")
 
     def group() -> list[App]:
-        return [run_worker(frames, results, "--processor", "motion", "--group-id", "alo")
+        return [run_worker(frames, results, "--processor", "motion", "--group-id", alo)
                 for _ in range(2)]
 
     try:
@@ -396,7 +409,7 @@ def test_after_processing_a_restarted_group_processes_every_frame_after_its_comm
         assert wait_for(lambda: all(len(set(reader.seqs().get(c, []))) == 30 for c in cams), 30)
         for w in first:
             w.stop()
-        committed = committed_offsets(kafka, "alo", frames, 2)
+        committed = committed_offsets(kafka, alo, frames, 2)
         pump.burst(50, fps=200)  # the group is down: these accumulate
         end = end_offsets(kafka, frames, 2)
         todo = {p: end[p] - committed[p] for p in end}
@@ -437,9 +450,9 @@ def test_lag_policy_newest_stays_fresh_and_every_skips_nothing(
     port_newest, port_every = free_ports(2)
     reader, pump = ResultReader(kafka, results), FramePump(kafka, frames, cams)
     slow = "tests.worker_processors:slow"
-    newest = run_worker(frames, results, "--processor", slow, "--group-id", "fresh",
+    newest = run_worker(frames, results, "--processor", slow, "--group-id", unique("fresh"),
                           "--lag-policy", "newest", "--metrics-port", str(port_newest))
-    every = run_worker(frames, results, "--processor", slow, "--group-id", "all",
+    every = run_worker(frames, results, "--processor", slow, "--group-id", unique("all"),
                          "--lag-policy", "every", "--metrics-port", str(port_every))
     try:
         assert wait_for(lambda: assigned(newest) and assigned(every), 30)
@@ -564,7 +577,7 @@ def test_processes_2_is_two_workers_of_the_group_sharing_the_cameras_and_stoppin
     reader, pump = ResultReader(kafka, results), FramePump(kafka, frames, cams)
     port = free_port_range(2)
     app = start_app("worker.py", app_env(kafka.bootstrap, frames, KAFKA_RESULTS_TOPIC=results), "--processor",
-                    "brightness", "--group-id", "pair", "--processes", "2", "--metrics-port", str(port))
+                    "brightness", "--group-id", unique("pair"), "--processes", "2", "--metrics-port", str(port))
     try:
         pump.start(fps=10)
 

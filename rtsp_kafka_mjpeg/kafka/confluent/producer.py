@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, NamedTuple
 
 import confluent_kafka
@@ -34,6 +35,14 @@ POLL_S = 0.1  # delivery reports wait at most this long for the poll thread
 # still answered within the delivery timeout (FramePublisher counts a later answer as "stuck").
 EXPIRY_SCAN_MS = 500
 QUEUE_MAX = 2_147_483_647  # librdkafka's own queue bounds at their maximum: PRODUCER_MAX_INFLIGHT_BYTES bites first
+# librdkafka asks again for the leader of a partition whose broker is down only on its once-a-second
+# topic scan (not configurable): after a crashed leader was replaced it wrote on up to 1.9 s later
+# than kafka-python (0.0-0.9 s in 4 rounds here, 1.2-1.8 s in 3 more). Any metadata answer updates
+# its leaders, so while frames wait unanswered we ask ourselves, as kafka-python does on each failed
+# connect to the dead leader.
+LEADER_QUERY_AFTER_S = 0.3  # no answer for this long, with frames pending (15 fps: one every 67 ms)
+LEADER_QUERY_EVERY_S = 0.2
+LEADER_QUERY_TIMEOUT_S = 0.5
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -44,12 +53,13 @@ def librdkafka_config(kwargs: dict[str, Any]) -> dict[str, Any]:
     Every argument must be known here: a setting silently dropped would make the two clients differ."""
     args = dict(kwargs)
     acks = args.pop("acks", 1)
+    idempotent = bool(args.pop("enable_idempotence", False))
     conf: dict[str, Any] = {
         "bootstrap.servers": ",".join(_as_list(args.pop("bootstrap_servers"))),
         "security.protocol": args.pop("security_protocol", "PLAINTEXT").lower(),
         "client.id": args.pop("client_id", "rtsp-kafka-mjpeg"),
         "acks": "all" if acks in ("all", -1) else str(acks),
-        "enable.idempotence": bool(args.pop("enable_idempotence", False)),
+        "enable.idempotence": idempotent,
         "linger.ms": args.pop("linger_ms", 0),
         "compression.type": args.pop("compression_type", None) or "none",
         "message.max.bytes": args.pop("max_request_size", 1_048_576),
@@ -59,7 +69,14 @@ def librdkafka_config(kwargs: dict[str, Any]) -> dict[str, Any]:
         "retry.backoff.ms": args.pop("retry_backoff_ms", 100),
         "reconnect.backoff.ms": args.pop("reconnect_backoff_ms", 50),
         "reconnect.backoff.max.ms": args.pop("reconnect_backoff_max_ms", 1000),
-        "max.in.flight.requests.per.connection": args.pop("max_in_flight_requests_per_connection", 5),
+        # Idempotent: one request in flight. With more, a request refused by a partition's old
+        # leader (NOT_LEADER_FOR_PARTITION) makes the next one skip a sequence number, and
+        # librdkafka recovers by bumping its epoch and sending again frames a broker may already
+        # have written (librdkafka issue #4953, open): a frame on the topic twice. One in flight
+        # cost no latency here: 16 cameras x 15 fps x 60 KB to three nodes, p50 10.6-15.0 ms
+        # against 14.0-27.4 ms with five; a waiting camera's frames go out together in the next request.
+        "max.in.flight.requests.per.connection": args.pop("max_in_flight_requests_per_connection",
+                                                          1 if idempotent else 5),
         # kafka-python's partitioner (murmur2 of the key, Java's): each camera lands on the same
         # partition whichever client wrote it, so per-camera order holds across a client switch.
         "partitioner": "murmur2_random",
@@ -118,8 +135,12 @@ class ConfluentProducer:
             self._producer = confluent_kafka.Producer(conf)
         except KafkaException as exc:
             raise kerr.KafkaConfigurationError(f"librdkafka refused its configuration: {raised_error(exc)}") from None
+        self._topics: set[str] = set()  # written to: their leaders are asked for when frames wait
+        self._progress = time.monotonic()  # last answer, or last moment with nothing pending
         self._poller = threading.Thread(target=self._poll, name="confluent-kafka-poll", daemon=True)
         self._poller.start()
+        self._leader_watch = threading.Thread(target=self._watch_leaders, name="confluent-kafka-leaders",
+                                              daemon=True)
         try:
             self._producer.list_topics(timeout=bootstrap_s)
         except KafkaException as exc:
@@ -128,6 +149,7 @@ class ConfluentProducer:
             raise kerr.KafkaTimeoutError(f"Failed to bootstrap within {bootstrap_s:g} s "
                                          f"({raised_error(exc).__class__.__name__}: {raised_error(exc)})") from None
         self._ready = True
+        self._leader_watch.start()
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None, timestamp_ms: int | None = None) -> Future:
@@ -135,6 +157,7 @@ class ConfluentProducer:
         future = Future()
         if self._closed.is_set():
             raise kerr.IllegalStateError("Cannot send after the producer is closed.")
+        self._topics.add(topic)
         try:
             self._producer.produce(topic, value, key, headers=headers, timestamp=timestamp_ms or 0,
                                    on_delivery=lambda err, msg: self._settle(future, err, msg))
@@ -143,6 +166,7 @@ class ConfluentProducer:
         return future
 
     def _settle(self, future: Future, err: RdError | None, msg: Any) -> None:
+        self._progress = time.monotonic()
         if err is None:
             future.success(Delivered(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1]))
         else:
@@ -195,8 +219,25 @@ class ConfluentProducer:
 
     def _stop_polling(self, timeout: float) -> None:
         self._closed.set()
+        if self._leader_watch.is_alive() and self._leader_watch is not threading.current_thread():
+            self._leader_watch.join(LEADER_QUERY_TIMEOUT_S + 1.0)  # librdkafka must not close under it
         if self._poller is not threading.current_thread():
             self._poller.join(max(timeout, POLL_S * 2))
+
+    def _watch_leaders(self) -> None:
+        """While frames wait with no answer, ask for their topics' metadata (LEADER_QUERY_AFTER_S)."""
+        while not self._closed.wait(LEADER_QUERY_EVERY_S):
+            now = time.monotonic()
+            if len(self._producer) == 0:
+                self._progress = now
+                continue
+            if now - self._progress < LEADER_QUERY_AFTER_S:
+                continue
+            for topic in list(self._topics):
+                try:
+                    self._producer.list_topics(topic, timeout=LEADER_QUERY_TIMEOUT_S)
+                except (KafkaException, RuntimeError) as exc:
+                    log.debug("asking for %s's leaders: %s", topic, exc)
 
     def _poll(self) -> None:
         while not self._closed.is_set():
