@@ -4,9 +4,12 @@ every producer setting handed to librdkafka."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 import uuid
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError as RdError
@@ -17,7 +20,7 @@ from kafka import errors as kerr
 from harness.kafka_broker import KafkaBroker
 from rtsp_kafka_mjpeg.frame import Frame
 from rtsp_kafka_mjpeg.kafka.confluent.errors import kafka_error
-from rtsp_kafka_mjpeg.kafka.confluent.producer import librdkafka_config
+from rtsp_kafka_mjpeg.kafka.confluent.producer import ConfluentProducer, librdkafka_config
 from rtsp_kafka_mjpeg.kafka.publisher import (
     STATE_ERRORS,
     FramePublisher,
@@ -163,3 +166,63 @@ def test_the_confluent_client_rides_out_a_broker_crash_with_kafka_pythons_log_li
     assert len(not_info) == 1 and FAILING.match(not_info[0]), not_info
     assert sum(bool(RESUMED.match(line)) for line in lines) == 1, lines
     assert not any("replaced" in line or "Traceback" in line for line in lines), lines
+
+
+class CountingHandle:
+    """librdkafka's producer handle, recording when metadata is asked for (a test's window on it)."""
+
+    def __init__(self, real: object) -> None:
+        self._real = real
+        self.asked: list[float] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def __len__(self) -> int:
+        return len(self._real)  # type: ignore[arg-type]
+
+    def list_topics(self, *args: object, **kwargs: object) -> object:
+        self.asked.append(time.monotonic())
+        return self._real.list_topics(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+def answered(future: Any, timeout: float) -> bool:
+    """The send's future settled in time, with success."""
+    return wait_for(lambda: future.is_done, timeout, 0.005) and future.succeeded()
+
+
+@pytest.mark.slow
+def test_the_confluent_producer_asks_for_leaders_only_while_a_frame_waits_unanswered(crash_broker) -> None:
+    # librdkafka re-asks for a dead leader's successor once a second; ConfluentProducer asks every
+    # 0.2 s once a frame is 0.3 s unanswered (the ask itself waits up to 0.5 s), never while frames are answered.
+    topic = f"leaders-{uuid.uuid4().hex[:8]}"
+    settings = ProducerSettings(bootstrap_servers=crash_broker.bootstrap, topic=topic, acks="all",
+                                delivery_timeout_ms=5000, kafka_client="confluent-kafka")
+    prepare_topic(settings)
+    producer = ConfluentProducer(**producer_config(settings))
+    handle = producer._producer = CountingHandle(producer._producer)
+    try:
+        assert answered(producer.send(topic, b"first", b"door"), 30)
+        handle.asked.clear()
+        for _ in range(30):  # a second of frames, all answered
+            assert answered(producer.send(topic, b"frame", b"door"), 5)
+            time.sleep(1 / 30)
+        assert handle.asked == []
+
+        os.kill(crash_broker.pid, signal.SIGSTOP)
+        try:
+            waiting = producer.send(topic, b"unanswered", b"door")
+            sent = time.monotonic()
+            time.sleep(1.5)
+        finally:
+            os.kill(crash_broker.pid, signal.SIGCONT)
+        assert not waiting.is_done, "answered by a stopped broker"
+        asks = [round(t - sent, 2) for t in handle.asked]
+        assert len(asks) >= 2 and 0.3 <= asks[0] <= 0.8, asks  # each ask waits up to 0.5 s here
+        assert answered(waiting, 30)
+        time.sleep(0.5)  # the watch's next look finds nothing unanswered
+        handle.asked.clear()
+        time.sleep(1.0)
+        assert handle.asked == []
+    finally:
+        producer.close(5)

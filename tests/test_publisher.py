@@ -267,6 +267,32 @@ def test_librdkafka_keeping_frames_past_the_delivery_timeout_is_said_once_and_no
     assert request_timeout_ms(settings(acks="1")) == request_timeout_ms(settings()) == 2500
 
 
+def test_frames_kept_for_one_camera_say_resumed_only_once_that_camera_delivers(caplog) -> None:
+    # A crashed leader with librdkafka at acks=all: once the dead node leaves the ISR the other
+    # cameras' frames are answered while this camera's wait for its new leader. Each such answer
+    # said "resumed" and the next look "failing": 76 pairs in 5 failover rounds.
+    producers, clock = Producers(), Clock()
+    pub = FramePublisher(settings(kafka_client="confluent-kafka"), producers, clock=clock)
+    with caplog.at_level(logging.INFO, logger="rtsp_kafka_mjpeg.kafka.publisher"):
+        pub.publish(frame(1, "door"))
+        pub.publish(frame(1, "yard"))
+        clock.now += 6
+        pub.publish(frame(2, "door"))  # both first frames 6 s unanswered: failing
+        futures = producers.made[0].futures
+        futures[1].succeed()  # yard's partition takes frames again
+        for seq in range(2, 8):
+            clock.now += 0.1
+            pub.publish(frame(seq, "yard"))
+            futures[-1].succeed()
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 1 and said[0].startswith("Kafka delivery failing (KafkaTimeoutError: no answer"), said
+        futures[0].succeed()  # door's frames reach its new leader
+        futures[2].succeed()
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 2 and said[1].startswith("Kafka delivery resumed after 0.6s"), said
+    assert pub.restarts == 0
+
+
 def test_late_answers_about_an_outage_that_ended_say_nothing() -> None:
     # Seen with librdkafka after a node's death: frames queued during the outage were reported
     # expired after newer ones got through, and each flipped the log: 60 "failing"/"resumed" pairs.

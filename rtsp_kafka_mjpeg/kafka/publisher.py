@@ -250,9 +250,13 @@ class DeliveryLog:
         self._causes[cause] += 1
         return message
 
-    def unanswered(self, age_s: float, now: float) -> str | None:
+    def unanswered(self, age_s: float, now: float, cameras: set[str] | frozenset[str] = frozenset()) -> str | None:
         """No frame answered for `age_s` though the client keeps them longer (librdkafka at
-        acks=all): delivery counts as failing from now, once."""
+        acks=all): delivery counts as failing from now, once, and resumes once each of `cameras`
+        (those with a frame that old) delivers again. Without them, any answer said "resumed" while
+        the frames of a camera whose leader was still being replaced waited: seen as 76
+        "failing"/"resumed" pairs in 5 failover rounds."""
+        self._failing_cameras.update(cameras)
         if self._failing_since is not None:
             return None
         self._failing_since = now
@@ -409,11 +413,24 @@ class FramePublisher:
             if oldest is None or self._producer is None:
                 return
             age = now - oldest.queued_at
-            message = self._log.unanswered(age, now) if self._keeps and age > self._delivery_s else None
+            message = None
+            if self._keeps and age > self._delivery_s:
+                message = self._log.unanswered(age, now, self._overdue_cameras(now - self._delivery_s))
         if message:
             log.warning("%s", message)
         if age > self._stall_s:
             self._replace(f"a frame unanswered for {age:.1f}s")
+
+    def _overdue_cameras(self, queued_before: float) -> set[str]:
+        """Cameras of the current producer with a frame queued before `queued_before` (caller holds
+        the lock). Pending frames are in queueing order, so the walk stops at the first newer one."""
+        cameras = set()
+        for p in self._pending.values():
+            if p.queued_at >= queued_before:
+                break
+            if p.generation == self._generation:
+                cameras.add(p.camera)
+        return cameras
 
     def _replace(self, reason: str) -> None:
         """Retire the current producer and connect a new one in the background (once at a time)."""

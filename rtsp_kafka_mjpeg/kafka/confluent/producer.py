@@ -36,11 +36,11 @@ POLL_S = 0.1  # delivery reports wait at most this long for the poll thread
 EXPIRY_SCAN_MS = 500
 QUEUE_MAX = 2_147_483_647  # librdkafka's own queue bounds at their maximum: PRODUCER_MAX_INFLIGHT_BYTES bites first
 # librdkafka asks again for the leader of a partition whose broker is down only on its once-a-second
-# topic scan (not configurable): after a crashed leader was replaced it wrote on up to 1.9 s later
-# than kafka-python (0.0-0.9 s in 4 rounds here, 1.2-1.8 s in 3 more). Any metadata answer updates
-# its leaders, so while frames wait unanswered we ask ourselves, as kafka-python does on each failed
-# connect to the dead leader.
-LEADER_QUERY_AFTER_S = 0.3  # no answer for this long, with frames pending (15 fps: one every 67 ms)
+# topic scan (not configurable): after a crashed leader was replaced it wrote again 0.2-0.9 s later
+# (4 rounds; 1.2-1.8 s in 3 more with its debug log on), kafka-python 0.1-0.3 s. Any metadata
+# answer updates its leaders, so while a frame waits unanswered we ask ourselves, as kafka-python
+# does on each failed connect to the dead leader: 0.1-0.4 s (5 rounds).
+LEADER_QUERY_AFTER_S = 0.3  # a frame unanswered this long (acks=all on a healthy cluster: ~2-20 ms)
 LEADER_QUERY_EVERY_S = 0.2
 LEADER_QUERY_TIMEOUT_S = 0.5
 
@@ -122,7 +122,9 @@ class ConfluentProducer:
     Construction waits for the cluster's metadata (bootstrap_timeout_ms) and raises
     KafkaTimeoutError when the brokers cannot be reached, like KafkaProducer."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, served_by_caller: bool = False, **kwargs: Any) -> None:
+        """`served_by_caller`: no poll thread; the caller calls serve() often (a loop that already
+        wakes for every frame: a thread of our own would wake, and take the GIL, once per record)."""
         self._wait_s = kwargs.get("max_block_ms", 60_000) / 1000
         bootstrap_s = kwargs.get("bootstrap_timeout_ms", kwargs.get("max_block_ms", 60_000)) / 1000
         conf = librdkafka_config(kwargs)
@@ -136,9 +138,14 @@ class ConfluentProducer:
         except KafkaException as exc:
             raise kerr.KafkaConfigurationError(f"librdkafka refused its configuration: {raised_error(exc)}") from None
         self._topics: set[str] = set()  # written to: their leaders are asked for when frames wait
-        self._progress = time.monotonic()  # last answer, or last moment with nothing pending
+        # unanswered frames -> when sent, oldest first: a partition whose leader died waits while
+        # the others are answered (acks=all: from the moment the dead node leaves their ISR)
+        self._unanswered: dict[Future, float] = {}
+        self._unanswered_lock = threading.Lock()
+        self._served_by_caller = served_by_caller
+        self._stop_poller = False
         self._poller = threading.Thread(target=self._poll, name="confluent-kafka-poll", daemon=True)
-        self._poller.start()
+        self._poller.start()  # until ready: the constructor's wait serves client errors
         self._leader_watch = threading.Thread(target=self._watch_leaders, name="confluent-kafka-leaders",
                                               daemon=True)
         try:
@@ -150,6 +157,9 @@ class ConfluentProducer:
                                          f"({raised_error(exc).__class__.__name__}: {raised_error(exc)})") from None
         self._ready = True
         self._leader_watch.start()
+        if served_by_caller:
+            self._stop_poller = True
+            self._poller.join(POLL_S * 3)
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None, timestamp_ms: int | None = None) -> Future:
@@ -158,15 +168,20 @@ class ConfluentProducer:
         if self._closed.is_set():
             raise kerr.IllegalStateError("Cannot send after the producer is closed.")
         self._topics.add(topic)
+        with self._unanswered_lock:
+            self._unanswered[future] = time.monotonic()
         try:
             self._producer.produce(topic, value, key, headers=headers, timestamp=timestamp_ms or 0,
                                    on_delivery=lambda err, msg: self._settle(future, err, msg))
         except (KafkaException, BufferError) as exc:
+            with self._unanswered_lock:
+                self._unanswered.pop(future, None)
             raise raised_error(exc, self._fatal) from None
         return future
 
     def _settle(self, future: Future, err: RdError | None, msg: Any) -> None:
-        self._progress = time.monotonic()
+        with self._unanswered_lock:
+            self._unanswered.pop(future, None)
         if err is None:
             future.success(Delivered(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1]))
         else:
@@ -225,13 +240,11 @@ class ConfluentProducer:
             self._poller.join(max(timeout, POLL_S * 2))
 
     def _watch_leaders(self) -> None:
-        """While frames wait with no answer, ask for their topics' metadata (LEADER_QUERY_AFTER_S)."""
+        """While a frame waits unanswered past LEADER_QUERY_AFTER_S, ask for its topics' metadata."""
         while not self._closed.wait(LEADER_QUERY_EVERY_S):
-            now = time.monotonic()
-            if len(self._producer) == 0:
-                self._progress = now
-                continue
-            if now - self._progress < LEADER_QUERY_AFTER_S:
+            with self._unanswered_lock:
+                oldest = next(iter(self._unanswered.values()), None)
+            if oldest is None or time.monotonic() - oldest < LEADER_QUERY_AFTER_S:
                 continue
             for topic in list(self._topics):
                 try:
@@ -239,8 +252,13 @@ class ConfluentProducer:
                 except (KafkaException, RuntimeError) as exc:
                     log.debug("asking for %s's leaders: %s", topic, exc)
 
+    def serve(self) -> None:
+        """Run the delivery reports that are in (only needed with served_by_caller)."""
+        if self._served_by_caller and not self._closed.is_set():
+            self._producer.poll(0)
+
     def _poll(self) -> None:
-        while not self._closed.is_set():
+        while not self._closed.is_set() and not self._stop_poller:
             try:
                 self._producer.poll(POLL_S)
             except Exception as exc:  # noqa: BLE001 - a callback's failure must not end the polling
