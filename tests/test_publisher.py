@@ -270,26 +270,39 @@ def test_librdkafka_keeping_frames_past_the_delivery_timeout_is_said_once_and_no
 def test_frames_kept_for_one_camera_say_resumed_only_once_that_camera_delivers(caplog) -> None:
     # A crashed leader with librdkafka at acks=all: once the dead node leaves the ISR the other
     # cameras' frames are answered while this camera's wait for its new leader. Each such answer
-    # said "resumed" and the next look "failing": 76 pairs in 5 failover rounds.
+    # said "resumed" and the next look "failing": 76 pairs in 5 failover rounds; then each camera's
+    # backlog, answered in order as it drains, said it again (6 pairs in the next 5 rounds).
     producers, clock = Producers(), Clock()
     pub = FramePublisher(settings(kafka_client="confluent-kafka"), producers, clock=clock)
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records]
     with caplog.at_level(logging.INFO, logger="rtsp_kafka_mjpeg.kafka.publisher"):
         pub.publish(frame(1, "door"))
         pub.publish(frame(1, "yard"))
-        clock.now += 6
-        pub.publish(frame(2, "door"))  # both first frames 6 s unanswered: failing
+        clock.now += 0.5
+        pub.publish(frame(2, "door"))
+        clock.now += 5.5
+        pub.publish(frame(2, "yard"))  # the first frames 6 s unanswered: failing
         futures = producers.made[0].futures
         futures[1].succeed()  # yard's partition takes frames again
-        for seq in range(2, 8):
+        futures[3].succeed()
+        for seq in range(3, 8):
             clock.now += 0.1
             pub.publish(frame(seq, "yard"))
             futures[-1].succeed()
-        said = [r.getMessage() for r in caplog.records]
-        assert len(said) == 1 and said[0].startswith("Kafka delivery failing (KafkaTimeoutError: no answer"), said
-        futures[0].succeed()  # door's frames reach its new leader
+        assert len(said()) == 1 and said()[0].startswith("Kafka delivery failing (KafkaTimeoutError: no answer"), said()
+        futures[0].succeed()  # door's first frame reaches its new leader
+        assert len(said()) == 2 and said()[1].startswith("Kafka delivery resumed after 0.5s"), said()
+        clock.now += 0.1
+        pub.publish(frame(8, "yard"))  # door's seq 2, queued 6.1 s ago, drains behind it: no news
         futures[2].succeed()
-        said = [r.getMessage() for r in caplog.records]
-        assert len(said) == 2 and said[1].startswith("Kafka delivery resumed after 0.6s"), said
+        futures[-1].succeed()
+        assert len(said()) == 2, said()
+        pub.publish(frame(3, "door"))  # a frame queued after the outage, unanswered past the timeout: news
+        clock.now += 5.5
+        pub.publish(frame(9, "yard"))
+        assert len(said()) == 3 and said()[2].startswith("Kafka delivery failing (KafkaTimeoutError: no answer"), said()
     assert pub.restarts == 0
 
 

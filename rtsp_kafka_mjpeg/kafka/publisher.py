@@ -227,6 +227,7 @@ class DeliveryLog:
         self._causes: Counter[str] = Counter()
         self._restarts = 0
         self._recovered_from = float("-inf")  # when the frame that ended the last failure was queued
+        self.resumed_at = float("-inf")  # frames queued before are that outage's backlog, not news
 
     @property
     def failing(self) -> bool:
@@ -282,6 +283,7 @@ class DeliveryLog:
         restarts = f"; producer replaced {self._restarts} time(s)" if self._restarts else ""
         message = f"Kafka delivery resumed after {now - self._failing_since:.1f}s (frames failed: {causes}{restarts})"
         self._failing_since, self._causes, self._restarts = None, Counter(), 0
+        self.resumed_at = now
         return message
 
 
@@ -415,22 +417,27 @@ class FramePublisher:
             age = now - oldest.queued_at
             message = None
             if self._keeps and age > self._delivery_s:
-                message = self._log.unanswered(age, now, self._overdue_cameras(now - self._delivery_s))
+                first, cameras = self._overdue(self._log.resumed_at, now - self._delivery_s)
+                if first is not None:
+                    message = self._log.unanswered(now - first, now, cameras)
         if message:
             log.warning("%s", message)
         if age > self._stall_s:
             self._replace(f"a frame unanswered for {age:.1f}s")
 
-    def _overdue_cameras(self, queued_before: float) -> set[str]:
-        """Cameras of the current producer with a frame queued before `queued_before` (caller holds
-        the lock). Pending frames are in queueing order, so the walk stops at the first newer one."""
-        cameras = set()
+    def _overdue(self, queued_from: float, queued_before: float) -> tuple[float | None, set[str]]:
+        """When the oldest frame of the current producer queued in [queued_from, queued_before) was
+        queued, and the cameras of those frames (caller holds the lock). Frames queued before the
+        last "resumed" are the outage's backlog, answered in order as it drains: not a new failure.
+        Pending frames are in queueing order, so the walk stops at the first newer one."""
+        first, cameras = None, set()
         for p in self._pending.values():
             if p.queued_at >= queued_before:
                 break
-            if p.generation == self._generation:
+            if p.generation == self._generation and p.queued_at >= queued_from:
+                first = p.queued_at if first is None else first
                 cameras.add(p.camera)
-        return cameras
+        return first, cameras
 
     def _replace(self, reason: str) -> None:
         """Retire the current producer and connect a new one in the background (once at a time)."""
