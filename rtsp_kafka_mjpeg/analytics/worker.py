@@ -160,8 +160,6 @@ class AnalyticsWorker:
         self.consumer = (consumer_factory or (lambda: worker_consumer(settings.kafka_client,
                                                                       **consumer_config(settings))))()
         self.consumer.subscribe([settings.topic], listener=_Rebalances(self))
-        # librdkafka's delivery reports run here, once per loop (kafka-python has its own I/O thread)
-        self._serve_results: Any = getattr(self.producer, "serve", lambda: None)
 
     # --- group membership (called on kafka-python's I/O thread) ----------------------------------
 
@@ -210,7 +208,6 @@ class AnalyticsWorker:
                 self._catch_up(batches)
             if batches:
                 self._handle(batches)
-            self._serve_results()
             self._retry_failed()
             self._tick(between_polls=True)
         self._shutdown()

@@ -64,8 +64,5 @@ def worker_consumer(kafka_client: str, **config: Any) -> Any:
 
 
 def worker_producer(kafka_client: str, **config: Any) -> Any:
-    """KAFKA_CLIENT's producer of the worker's results (idempotent, acks=all, either client).
-    librdkafka's delivery reports are served by the worker's loop (serve()), not a thread of their own."""
-    if _checked(kafka_client) == CONFLUENT:
-        return ConfluentProducer(served_by_caller=True, **config)
+    """KAFKA_CLIENT's producer of the worker's results (idempotent, acks=all, either client)."""
     return producer_class(kafka_client)(**config)

@@ -122,9 +122,7 @@ class ConfluentProducer:
     Construction waits for the cluster's metadata (bootstrap_timeout_ms) and raises
     KafkaTimeoutError when the brokers cannot be reached, like KafkaProducer."""
 
-    def __init__(self, served_by_caller: bool = False, **kwargs: Any) -> None:
-        """`served_by_caller`: no poll thread; the caller calls serve() often (a loop that already
-        wakes for every frame: a thread of our own would wake, and take the GIL, once per record)."""
+    def __init__(self, **kwargs: Any) -> None:
         self._wait_s = kwargs.get("max_block_ms", 60_000) / 1000
         bootstrap_s = kwargs.get("bootstrap_timeout_ms", kwargs.get("max_block_ms", 60_000)) / 1000
         conf = librdkafka_config(kwargs)
@@ -142,10 +140,8 @@ class ConfluentProducer:
         # the others are answered (acks=all: from the moment the dead node leaves their ISR)
         self._unanswered: dict[Future, float] = {}
         self._unanswered_lock = threading.Lock()
-        self._served_by_caller = served_by_caller
-        self._stop_poller = False
         self._poller = threading.Thread(target=self._poll, name="confluent-kafka-poll", daemon=True)
-        self._poller.start()  # until ready: the constructor's wait serves client errors
+        self._poller.start()
         self._leader_watch = threading.Thread(target=self._watch_leaders, name="confluent-kafka-leaders",
                                               daemon=True)
         try:
@@ -157,9 +153,6 @@ class ConfluentProducer:
                                          f"({raised_error(exc).__class__.__name__}: {raised_error(exc)})") from None
         self._ready = True
         self._leader_watch.start()
-        if served_by_caller:
-            self._stop_poller = True
-            self._poller.join(POLL_S * 3)
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None, timestamp_ms: int | None = None) -> Future:
@@ -252,13 +245,8 @@ class ConfluentProducer:
                 except (KafkaException, RuntimeError) as exc:
                     log.debug("asking for %s's leaders: %s", topic, exc)
 
-    def serve(self) -> None:
-        """Run the delivery reports that are in (only needed with served_by_caller)."""
-        if self._served_by_caller and not self._closed.is_set():
-            self._producer.poll(0)
-
     def _poll(self) -> None:
-        while not self._closed.is_set() and not self._stop_poller:
+        while not self._closed.is_set():
             try:
                 self._producer.poll(POLL_S)
             except Exception as exc:  # noqa: BLE001 - a callback's failure must not end the polling
