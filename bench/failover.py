@@ -56,6 +56,45 @@ QUORUM_FAILOVER_S = 2.0 + 1.0  # production controller.quorum.fetch.timeout.ms +
 LIMITS_S = {"leader_sigkill": SESSION_S + 3, "leader_shutdown": 1.0,
             "controller_sigkill": SESSION_S + 3 + QUORUM_FAILOVER_S, "follower_sigkill": SESSION_S + 3}
 RESUME_TIMEOUT_S = 90.0
+# The nodes' lines that time an event's steps on the cluster's side (timeline()); WARN otherwise.
+TIMELINE_LOGGERS = {"org.apache.kafka.controller.QuorumController": "INFO",
+                    "org.apache.kafka.controller.ReplicationControlManager": "INFO",
+                    "state.change.logger": "INFO"}
+_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] \w+ (?:\[QuorumController id=\d+\] )?(.*)$")
+
+
+def timeline(logs: list[Path], node: int, topic: str, partition: int, since_ns: int) -> dict[str, float | None]:
+    """Seconds from `since_ns` (the kill) to each step the surviving nodes logged: a new active
+    controller, the dead node fenced (its session timed out), the camera's partition given a new
+    leader (that broker's state-change line). The viewer's gap less the last step is what
+    the clients took to follow."""
+    marks: dict[str, float | None] = {"controller_active_s": None, "fenced_s": None, "leader_elected_s": None}
+
+    def new_leader(message: str) -> bool:  # the new leader's broker says it took the partition
+        took = re.match(rf"\[Broker id=(\d+)\] Leader {re.escape(topic)}-{partition} with .* starts at leader epoch",
+                        message)
+        return took is not None and int(took[1]) != node
+
+    wanted = {"controller_active_s": lambda m: m.startswith("Becoming the active controller"),
+              "fenced_s": lambda m: m.startswith(f"Fencing broker {node} "),
+              "leader_elected_s": new_leader}
+    for path in logs:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            match = _LOG_LINE.match(line)
+            if not match:
+                continue
+            at = time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) + int(match[2]) / 1000
+            after = at - since_ns / 1e9
+            if after < 0:
+                continue
+            for key, test in wanted.items():
+                if test(match[3]) and (marks[key] is None or after < marks[key]):
+                    marks[key] = round(after, 2)
+    return marks
 
 
 def wait_for(ready: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
@@ -79,6 +118,8 @@ class Rig:
         self.camera = camera
         self.log_dir = log_dir
         self.cluster = KafkaCluster(n=3, session_timeout_ms=PROD_SESSION_TIMEOUT_MS, heartbeat_interval_ms=2000)
+        for node in self.cluster.nodes.values():
+            node.log_levels = TIMELINE_LOGGERS
         self.topic = f"failover-{uuid.uuid4().hex[:8]}"
         self.apps: dict[str, subprocess.Popen[bytes]] = {}
         self.viewers: dict[str, BackgroundViewer] = {}
@@ -164,12 +205,16 @@ class Rig:
             self.cluster.kill(node)
         back = wait_for(lambda: all(v.streaming_since(started) for v in self.viewers.values()), RESUME_TIMEOUT_S)
         figures = {"event": event, "node": node, "camera": cam, "gap_s": self.viewers[cam].gap_s(started),
-                   "worst_camera_gap_s": max(v.gap_s(started) for v in self.viewers.values()), "resumed": back}
+                   "worst_camera_gap_s": max(v.gap_s(started) for v in self.viewers.values()), "resumed": back,
+                   **timeline([n.log_path for i, n in self.cluster.nodes.items() if i != node], node,
+                              self.topic, self.cams[cam], started)}
         self.cluster.restart(node)
         figures["replicated"] = wait_for(lambda: self.cluster.under_replicated(self.topic) == 0, 120, 0.5)
         time.sleep(2)  # leadership settles (preferred leader election) before the next event
-        log.info("%s %s: node %d, %s gap %.2f s (worst camera %.2f s)%s", self.client, event, node, cam,
-                 figures["gap_s"], figures["worst_camera_gap_s"], "" if back else " NOT RESUMED")
+        log.info("%s %s: node %d, %s gap %.2f s (worst camera %.2f s)%s; after the kill: controller %s s, "
+                 "fenced %s s, new leader %s s", self.client, event, node, cam, figures["gap_s"],
+                 figures["worst_camera_gap_s"], "" if back else " NOT RESUMED", figures["controller_active_s"],
+                 figures["fenced_s"], figures["leader_elected_s"])
         return figures
 
     def acknowledged_check(self) -> dict[str, Any]:

@@ -151,9 +151,12 @@ logger.raft.level = INFO
 """
 
 
-def write_log4j2_config(path: Path, log_file: Path) -> None:
-    """Write a log4j2 properties file sending the broker's logs to ``log_file``."""
-    path.write_text(LOG4J2_TEMPLATE.format(log_file=str(log_file).replace("\\", "/")))
+def write_log4j2_config(path: Path, log_file: Path, levels: dict[str, str] | None = None) -> None:
+    """Write a log4j2 properties file sending the broker's logs to ``log_file``; ``levels`` (logger
+    name -> level) adds loggers above WARN, e.g. the controller's lines a failover timeline reads."""
+    extra = "".join(f"logger.extra{i}.name = {name}\nlogger.extra{i}.level = {level}\n"
+                    for i, (name, level) in enumerate((levels or {}).items()))
+    path.write_text(LOG4J2_TEMPLATE.format(log_file=str(log_file).replace("\\", "/")) + extra)
 
 
 def main() -> int:

@@ -71,6 +71,7 @@ class KafkaNode:
         self.controller_port = controller_port
         self.data_dir = data_dir
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_levels: dict[str, str] = {}  # logger -> level above the log's WARN (see write_log4j2_config)
 
     @property
     def title(self) -> str:
@@ -128,7 +129,7 @@ class KafkaNode:
         """Write server.properties and the log4j2 config (again on every start: ports may change)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.props.write_text("".join(f"{k}={_prop_escape(v)}\n" for k, v in config.items()))
-        write_log4j2_config(self.data_dir / "log4j2.properties", self.log_path)
+        write_log4j2_config(self.data_dir / "log4j2.properties", self.log_path, self.log_levels)
 
     def begin_format(self, libs: Path, cluster_id: str, *extra: str) -> subprocess.Popen[str] | None:
         """Start formatting ``log.dirs`` with StorageTool, None if it was formatted before: a
