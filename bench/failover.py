@@ -112,10 +112,10 @@ def wait_for(ready: Callable[[], bool], timeout: float, interval: float = 0.2) -
 def resumption(viewer: BackgroundViewer, since_ns: int) -> dict[str, float | None]:
     """When the viewer's longest gap since `since_ns` ended (seconds after it), and how old the
     frame that ended it was (capture to arrival): a backlog frame, or a live one."""
-    parts = [p for p in viewer.parts if p.received_ns >= since_ns - 2 * 10**9]
-    if len(parts) < 2:
+    gap = viewer.longest_gap(since_ns)
+    if gap is None:
         return {"viewer_resumed_s": None, "first_frame_age_s": None}
-    _, after = max(pairwise(parts), key=lambda pair: pair[1].received_ns - pair[0].received_ns)
+    after = gap[1]
     return {"viewer_resumed_s": round((after.received_ns - since_ns) / 1e9, 2),
             "first_frame_age_s": round((after.received_ns - after.capture_ts_ns) / 1e9, 2)}
 
@@ -224,11 +224,10 @@ class Rig:
         figures["replicated"] = wait_for(lambda: self.cluster.under_replicated(self.topic) == 0, 120, 0.5)
         time.sleep(2)  # leadership settles (preferred leader election) before the next event
         log.info("%s %s: node %d, %s gap %.2f s (worst camera %.2f s)%s; after the kill: controller %s s, "
-                 "fenced %s s, new leader %s s, viewer resumed %s s (a frame %s s old)", self.client, event, node, cam,
-                 figures["gap_s"],
-                 figures["worst_camera_gap_s"], "" if back else " NOT RESUMED", figures["controller_active_s"],
-                 figures["fenced_s"], figures["leader_elected_s"], figures["viewer_resumed_s"],
-                 figures["first_frame_age_s"])
+                 "fenced %s s, new leader %s s, viewer resumed %s s (a frame %s s old)",
+                 self.client, event, node, cam, figures["gap_s"], figures["worst_camera_gap_s"],
+                 "" if back else " NOT RESUMED", figures["controller_active_s"], figures["fenced_s"],
+                 figures["leader_elected_s"], figures["viewer_resumed_s"], figures["first_frame_age_s"])
         return figures
 
     def acknowledged_check(self) -> dict[str, Any]:

@@ -214,10 +214,16 @@ class BackgroundViewer:
         after = [p.capture_ts_ns for p in self.parts if p.capture_ts_ns > ts_ns]
         return bool(after) and after[-1] - after[0] >= span_s * 1e9
 
+    def longest_gap(self, since_ns: int) -> tuple[Part, Part] | None:
+        """The two frames around the longest wait between arrivals, from shortly (2 s) before
+        `since_ns` on; None with fewer than two frames."""
+        parts = [p for p in self.parts if p.received_ns >= since_ns - 2 * 10**9]
+        return max(pairwise(parts), key=lambda pair: pair[1].received_ns - pair[0].received_ns, default=None)
+
     def gap_s(self, since_ns: int) -> float:
         """The longest wait between two frames arriving, from shortly (2 s) before `since_ns` on."""
-        arrivals = [p.received_ns for p in self.parts if p.received_ns >= since_ns - 2 * 10**9]
-        return round(max((b - a for a, b in pairwise(arrivals)), default=0) / 1e9, 2)
+        gap = self.longest_gap(since_ns)
+        return 0.0 if gap is None else round((gap[1].received_ns - gap[0].received_ns) / 1e9, 2)
 
     def close(self) -> None:
         self._stop.set()
