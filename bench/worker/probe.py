@@ -51,6 +51,11 @@ def window_figures(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     hb, ha = histogram_buckets(before["metrics"], name), histogram_buckets(after["metrics"], name)
     hist = {label: (None if (v := histogram_quantile(hb, ha, q)) is None else v * 1e3)
             for label, q in (("p50", 0.5), ("p99", 0.99))}
+    def mean_ms(histogram: str) -> float | None:
+        count = metric_sum(after["metrics"], f"{histogram}_count") - metric_sum(before["metrics"], f"{histogram}_count")
+        total = metric_sum(after["metrics"], f"{histogram}_sum") - metric_sum(before["metrics"], f"{histogram}_sum")
+        return 1e3 * total / count if count else None
+
     return {
         "window_s": seconds,
         "processed": processed,
@@ -61,6 +66,10 @@ def window_figures(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
                                                                                     "worker_frames_failed"),
         "lag_end": metric_sum(after["metrics"], "worker_consumer_lag_records"),
         "worker_capture_to_ack_ms": hist,
+        # the worker's own clock around decode and processor (wall time): the floor's two parts as
+        # they run inside the worker, beside the Kafka client, so the rest of its CPU is the pipeline's
+        "decode_ms_mean": mean_ms("worker_decode_seconds"),
+        "processing_ms_mean": mean_ms("worker_processing_seconds"),
         "machine_busy_pct": 100.0 * busy / total if total > 0 else 0.0,
         "waited_for_cpu_pct": 100.0 * (after["waited_s"] - before["waited_s"]) / seconds if seconds else None,
     }
