@@ -357,6 +357,7 @@ class StampedReader:
             try:
                 batches = self._consumer.poll(100)
             except Exception:  # noqa: BLE001 - the killed node's errors: librdkafka carries on
+                time.sleep(0.01)
                 continue
             now = time.time()
             for records in batches.values():
