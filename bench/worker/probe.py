@@ -41,9 +41,16 @@ class WorkerProbe:
 
 
 def window_figures(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    def grew(metric: str) -> float:
+        """How much a counter (or a histogram's _sum / _count) rose over the window."""
+        return metric_sum(after["metrics"], metric) - metric_sum(before["metrics"], metric)
+
+    def mean_ms(histogram: str) -> float | None:
+        count = grew(f"{histogram}_count")
+        return 1e3 * grew(f"{histogram}_sum") / count if count else None
+
     seconds = (after["t_ns"] - before["t_ns"]) / 1e9
-    processed = (metric_sum(after["metrics"], "worker_frames_processed")
-                 - metric_sum(before["metrics"], "worker_frames_processed"))
+    processed = grew("worker_frames_processed")
     cpu = cpu_delta(before["cpu"], after["cpu"])
     busy = after["machine"][0] - before["machine"][0]
     total = after["machine"][1] - before["machine"][1]
@@ -51,19 +58,13 @@ def window_figures(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     hb, ha = histogram_buckets(before["metrics"], name), histogram_buckets(after["metrics"], name)
     hist = {label: (None if (v := histogram_quantile(hb, ha, q)) is None else v * 1e3)
             for label, q in (("p50", 0.5), ("p99", 0.99))}
-    def mean_ms(histogram: str) -> float | None:
-        count = metric_sum(after["metrics"], f"{histogram}_count") - metric_sum(before["metrics"], f"{histogram}_count")
-        total = metric_sum(after["metrics"], f"{histogram}_sum") - metric_sum(before["metrics"], f"{histogram}_sum")
-        return 1e3 * total / count if count else None
-
     return {
         "window_s": seconds,
         "processed": processed,
         "worker_cpu_s": cpu,
         "worker_cpu_pct": 100.0 * cpu / seconds if seconds else None,
         "worker_cpu_s_per_frame": cpu / processed if processed else None,
-        "failed": metric_sum(after["metrics"], "worker_frames_failed") - metric_sum(before["metrics"],
-                                                                                    "worker_frames_failed"),
+        "failed": grew("worker_frames_failed"),
         "lag_end": metric_sum(after["metrics"], "worker_consumer_lag_records"),
         "worker_capture_to_ack_ms": hist,
         # the worker's own clock around decode and processor (wall time): the floor's two parts as
