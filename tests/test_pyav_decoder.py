@@ -18,6 +18,7 @@ from conftest import CAMERA_FPS, CAMERA_H, CAMERA_W, app_env, topic_records, wai
 from harness.clips import make_clip
 from harness.ports import free_port
 from harness.rtsp_camera import RtspCamera
+from harness.rtsp_stall import StallingRelay
 from rtsp_kafka_mjpeg.capture.encoder import JpegEncoder
 from rtsp_kafka_mjpeg.capture.source import FrameSource
 
@@ -205,3 +206,27 @@ def test_a_hung_camera_is_lost_within_the_read_timeout_and_read_again_when_it_re
         assert source.state == "streaming" and source.reconnects == 1
     finally:
         source.stop()
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_a_camera_that_hangs_in_the_middle_of_a_frame_is_lost_within_one_read_timeout(secured_camera,
+                                                                                      decoder: str) -> None:
+    # FFmpeg hands out the half frame it held when its read times out; waiting for a picture from
+    # it took a second read timeout (4.0 s, seen under the suite's load as a SIGSTOP landing
+    # mid-frame). The relay makes the mid-frame hang happen every time.
+    relay = StallingRelay(secured_camera.port)
+    source = FrameSource(relay.url(secured_camera.url), read_timeout_s=2.0, decoder=decoder)
+    source.start()
+    try:
+        assert source.newest(after=0, timeout=10) is not None
+        relay.stall_mid_frame()
+        assert relay.stalled.wait(5)
+        frozen = time.monotonic()
+        assert wait_for(lambda: source.state == "reconnecting", 8, 0.02)
+        assert time.monotonic() - frozen < 3.0
+        count = source.captured
+        assert wait_for(lambda: source.captured > count + CAMERA_FPS, 15), source.state
+        assert source.state == "streaming" and source.reconnects == 1
+    finally:
+        source.stop()
+        relay.close()

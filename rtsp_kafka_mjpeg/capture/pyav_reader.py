@@ -104,17 +104,20 @@ class PyavReader:
     asks for YUV planes instead of BGR; `threads` is FFmpeg's decoder thread count (0: auto);
     `hw` (hwaccel.HwDecoder) decodes on that device or raises
     HwDecodeError, at open or from read(), never decoding in software behind the caller's back.
+    `stall_s > 0` (live streams): a packet that took that long to come means the camera hung, and
+    read() says so (None) at once rather than decode it (why: `_hung`).
     """
 
     def __init__(self, url: str, display: str, rtsp_transport: str, open_timeout_s: float,
                  read_timeout_s: float, threads: int, stop: threading.Event, max_fps: float = 0.0,
-                 yuv: bool = False, hw: HwDecoder | None = None) -> None:
+                 yuv: bool = False, hw: HwDecoder | None = None, stall_s: float = 0.0) -> None:
         if av is None:
             raise PyavError("PyAV (the av package) is not installed")
         self.display = display
         self.max_fps = max_fps
         self._yuv = yuv
         self._stop = stop
+        self._stall_s = stall_s
         options = {"analyzeduration": str(ANALYZE_US)}
         if url.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = rtsp_transport
@@ -153,10 +156,13 @@ class PyavReader:
     def read(self) -> Picture | None:
         """The next decoded picture; None when the stream ended or failed, or on stop."""
         while not self._stop.is_set():
+            waited = time.monotonic()
             try:
                 packet = next(self._packets)
             except (StopIteration, av.FFmpegError, OSError) as err:
                 log.info("camera %s: PyAV reader ended (%s)", self.display, type(err).__name__)
+                return None
+            if self._hung(time.monotonic() - waited):
                 return None
             if packet.size == 0:
                 continue  # a flush packet
@@ -178,6 +184,16 @@ class PyavReader:
                 self.decoded += 1
                 return picture(frames[-1], self._yuv)
         return None
+
+    def _hung(self, waited_s: float) -> bool:
+        """A packet that came only after ~the read timeout is what FFmpeg had left when its read
+        timed out: its parser hands out the frame it held (an old picture, or the first fragment
+        of one that never finished), and the next read would wait a whole timeout again. So the
+        camera is lost one read timeout after its last packet, never two."""
+        if not self._stall_s or waited_s < self._stall_s:
+            return False
+        log.info("camera %s: no packet for %.1f s: hung", self.display, waited_s)
+        return True
 
     def _hw_failed(self, err: Exception) -> None:
         """On a device, HW_FAILURES failed packets before any picture: the device cannot decode

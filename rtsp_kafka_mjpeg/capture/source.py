@@ -173,6 +173,8 @@ class FrameSource:
         self._transport = rtsp_transport
         self._open_ms = int(open_timeout_s * 1000)
         self._read_ms = int(read_timeout_s * 1000)
+        # A read that took nearly the read timeout means a hung camera (see `_run`, and PyavReader).
+        self._stall_s = 0.9 * read_timeout_s
         self._decode_threads = decode_threads
         self._passthrough = mjpeg_passthrough
         self._max_fps = max_fps
@@ -254,7 +256,8 @@ class FrameSource:
         hw = self._hw if yuv else None
         try:
             reader = pyav_reader.PyavReader(self.source, self.display, self._transport, self._open_ms / 1000,
-                                            self._read_ms / 1000, self._decode_threads, self._stop, yuv=yuv, hw=hw)
+                                            self._read_ms / 1000, self._decode_threads, self._stop, yuv=yuv, hw=hw,
+                                            stall_s=self._stall_s if is_live(self.source) else 0.0)
         except pyav_reader.HwDecodeError as err:
             self._hw_cannot(err)
             return self._new_reader(yuv)
@@ -331,18 +334,17 @@ class FrameSource:
         live = is_live(self.source)
         period = 1.0 / self.fps_hint if not live and self.fps_hint > 0 else 0.0
         next_at = time.monotonic()
-        stall_s = 0.9 * self._read_ms / 1000
         while not self._stop.is_set():
             cap = self._cap
             if self._reader is not None:
-                self._read_pyav(live, stall_s)
+                self._read_pyav(live)
                 if period:
                     next_at += period
                     self._stop.wait(max(0.0, next_at - time.monotonic()))
                 continue
             started = time.monotonic()
             ok, image = cap.read() if cap is not None else (False, None)
-            if live and ok and time.monotonic() - started >= stall_s:
+            if live and ok and time.monotonic() - started >= self._stall_s:
                 # A hung camera makes FFmpeg hand out frames it still held, one per read
                 # timeout: old pictures that would get fresh timestamps. Treat it as lost.
                 ok = False
@@ -362,12 +364,11 @@ class FrameSource:
         self._release()
         self._set_state("stopped")
 
-    def _read_pyav(self, live: bool, stall_s: float) -> None:
-        """One picture from the PyAV reader. In key-frame mode pictures come ~1/max_fps apart by
-        design, so only PyAV's read timeout catches a hang; decoding every frame, a read that took
-        nearly the read timeout counts as a hung camera, as with OpenCV."""
+    def _read_pyav(self, live: bool) -> None:
+        """One picture from the PyAV reader; on a live stream the reader itself judges a hang, by
+        the wait for each packet (in key-frame mode pictures come ~1/max_fps apart by design, but
+        packets still come at the camera's rate)."""
         assert self._reader is not None
-        started = time.monotonic()
         try:
             pic = self._reader.read()
         except pyav_reader.HwDecodeError as err:
@@ -377,8 +378,6 @@ class FrameSource:
                 log.error("%s", failed)
             pic = None
             live = True  # reopen (in software under auto), never loop a file on a failed device
-        if pic is not None and live and self.mode == "pyav" and time.monotonic() - started >= stall_s:
-            pic = None
         if pic is not None:
             self._store(pic.image, 0, None, pic.width, pic.height, pic.yuv, pic.full_range, pic.chroma)
         elif not live and self.captured and not self._stop.is_set():
