@@ -433,6 +433,44 @@ def test_a_confluent_consumer_reads_from_a_crashed_leaders_successor_within_half
     assert max(late) <= 0.5, f"seconds from the new leader's acknowledgement to each reader: {late}"
 
 
+def test_a_kafka_python_producer_stays_connected_to_every_replica_and_to_a_restarted_one_within_5s(
+        stack: Stack) -> None:
+    """At a controlled shutdown the partition moves to a follower in ~0.1 s; kafka-python (no KIP-951
+    leader hint) learns who from metadata, and then connected to the new leader only if it had led
+    something of the producer's since its last restart: 0.2 s more, seen as a 1.02 s gap against
+    the 1 s goal (issue 22). The producer now keeps a connection to each replica, and to a node
+    that returns within its metadata check (2 s) and next connect round (1 s)."""
+    from kafka.admin import NewTopic
+
+    from rtsp_kafka_mjpeg.kafka.clients import producer_class
+
+    cluster = stack.cluster
+    topic = f"replicas-{uuid.uuid4().hex[:8]}"
+    cluster.ask(lambda admin: admin.create_topics([NewTopic(topic, 1, 3)]))
+    assert wait_for(lambda: topic_ready(cluster, topic), 30)
+    producer = producer_class("kafka-python")(bootstrap_servers=cluster.bootstrap, acks="all", linger_ms=0)
+    try:
+        producer.send(topic, b"first").get(30)
+
+        def connected(node: int) -> bool:
+            return producer._sender._client.connected(node)
+        assert wait_for(lambda: all(connected(n) for n in cluster.nodes), 5), \
+            {n: connected(n) for n in cluster.nodes}
+        follower = next(n for n in cluster.nodes if n not in (cluster.leader_of(topic, 0), cluster.active_controller()))
+        cluster.stop(follower)
+        assert wait_for(lambda: not connected(follower), 10)
+        cluster.restart(follower)  # returns once the cluster lists it alive
+        back = time.monotonic()
+        assert wait_for(lambda: connected(follower), 15), "the producer never connected to the returned replica"
+        reconnected_s = time.monotonic() - back
+        producer.send(topic, b"after").get(30)
+    finally:
+        producer.close(5)
+    stack.heal(follower)
+    record("producer_replica_links", {"restarted_node": follower, "reconnected_after_s": round(reconnected_s, 2)})
+    assert reconnected_s <= 5.0
+
+
 def test_a_crashed_active_controller_costs_at_most_the_quorum_failover_plus_session_timeout_plus_3s(
         stack: Stack) -> None:
     controller = stack.cluster.active_controller()

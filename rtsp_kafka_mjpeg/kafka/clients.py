@@ -18,6 +18,7 @@ from .confluent.consumer import ConfluentConsumer
 from .confluent.group_consumer import ConfluentGroupConsumer
 from .confluent.producer import ConfluentProducer
 from .producer_id import bump_epoch_on_reset
+from .replica_links import ReplicaLinks
 
 CONFLUENT = "confluent-kafka"
 
@@ -25,11 +26,14 @@ CONFLUENT = "confluent-kafka"
 class KafkaPythonProducer(KafkaProducer):
     """kafka-python's KafkaProducer whose idempotent producer, after giving up on a frame it had
     sent, bumps its epoch (as Java's does) instead of dropping its id and then never asking for
-    another (producer_id.py: the stalls after a node's death, and late frames after a network cut)."""
+    another (producer_id.py: the stalls after a node's death, and late frames after a network cut),
+    and which stays connected to every replica of its partitions, so a partition that moves at a
+    controlled shutdown is written at once (replica_links.py)."""
 
     def __init__(self, **configs: Any) -> None:
         super().__init__(**configs)
         bump_epoch_on_reset(self._transaction_manager)
+        self.replica_links = ReplicaLinks(self)
 
 
 def _checked(kafka_client: str) -> str:
