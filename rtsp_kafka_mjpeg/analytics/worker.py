@@ -55,9 +55,10 @@ MAX_POLL_RECORDS = 50  # a poll's worth of a slow processor must stay well withi
 FLUSH_TIMEOUT_S = 5.0
 CATCH_UP_POLLS, CATCH_UP_WAIT_MS = 3, 10
 # Results wait up to this long to share a request: at linger 0 every result was a produce request
-# of its own, and each one's wake-ups of the client's threads cost the worker's one core ~0.1 ms a
-# frame (4 x 720p30, confluent-kafka: 1.03-1.08 -> 0.90-0.97 ms a frame, same frames, same run);
-# a result is still on the page well within a frame's time.
+# of its own, each waking the client's threads on the worker's one core. 4 x 720p30 with
+# confluent-kafka, same frames, four pairs of runs: 1.01-1.08 -> 0.90-1.02 ms of CPU a frame, for
+# ~8 ms more from capture to result (mean 16-17 -> 24 ms). 25 / 50 ms saved little more
+# (0.90-0.98 / 0.86 ms) for 38 / 48 ms.
 RESULTS_LINGER_MS = 10
 
 
