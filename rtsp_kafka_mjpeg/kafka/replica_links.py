@@ -6,8 +6,7 @@ without the new-leader hint of KIP-951 that librdkafka gets in the error itself.
 had no connection to the new leader (a node that led none of its partitions since it last
 restarted), it connected only then: in the failover bench's slowest round, metadata named the new
 leader at +0.14 s, the connection was opened at +0.26 s and ready at +0.36 s, and the frame was
-acknowledged at +0.61 s, so the viewer's gap was 1.02 s against the 1 s goal. librdkafka keeps
-connections to the brokers it knows; Java's producer connects lazily, as kafka-python does.
+acknowledged at +0.61 s, so the viewer's gap was 1.02 s against the 1 s goal.
 
 So, on the producer's own I/O thread, once a second: connect to every live replica of its
 partitions that it has no connection to (respecting the client's reconnect backoff), and while a
