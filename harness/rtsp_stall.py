@@ -59,7 +59,11 @@ class StallingRelay:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            camera = socket.create_connection(("127.0.0.1", self._camera_port))
+            try:
+                camera = socket.create_connection(("127.0.0.1", self._camera_port))
+            except OSError:
+                client.close()  # the camera refused (down, restarting): so does the relay, and it keeps listening
+                continue
             self._sockets += [client, camera]
             threading.Thread(target=self._upstream, args=(client, camera), daemon=True).start()
             threading.Thread(target=self._downstream, args=(camera, client), daemon=True).start()
