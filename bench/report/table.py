@@ -157,6 +157,9 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
         add("worker", f"{res} floor: decode {fl['decode_flag']} + {fl['processor']}, 1 core, CPU/frame",
             f"{fl['cpu_s_per_frame'] * 1e3:.2f} ms (dec {fl['decode_cpu_s_per_frame'] * 1e3:.2f} + "
             f"{fl['processor']} {fl['processor_cpu_s_per_frame'] * 1e3:.2f})", "", "", "")
+        if fl.get("paced_cpu_s_per_frame"):
+            add("worker", f"{res} the same paced at {fl['pace_fps']} frames/s (a live worker's rate: idle between)",
+                f"{fl['paced_cpu_s_per_frame'] * 1e3:.2f} ms", "", "", "")
     if one:
         per_frame, ratio = one.get("worker_cpu_s_per_frame"), w.get("cpu_vs_floor")
         add("worker", f"{res} worker.py CPU/processed frame vs floor (1 camera, unpinned)",
@@ -195,4 +198,12 @@ def worker_rows(w: dict[str, Any]) -> list[Row]:
         add("worker", f"{four['cameras']} x {res}: worker runnable but waiting for its CPU (run queue)",
             num(four.get("waited_for_cpu_pct"), "{:.0f}", "% of the window"),
             "", "", "")
+    for client, fig in (w.get("four_cameras_by_client") or {}).items():
+        per_frame, alone = fig.get("worker_cpu_s_per_frame"), fig.get("clients_cpu_s_per_frame")
+        add("worker", f"{fig['cameras']} x {res}, {client}: worker CPU/frame vs floor; the client alone "
+                      "(consume + a result produced per frame, same frames, same CPU)",
+            f"{num(fig.get('cpu_vs_floor'), suffix='x')} ({num(per_frame and per_frame * 1e3, suffix=' ms')}); "
+            f"client {num(alone and alone * 1e3, suffix=' ms')}, floor + client "
+            f"{num(fig.get('floor_and_clients_vs_floor'), suffix='x')}, floor paced at the live rate + client "
+            f"{num(fig.get('paced_floor_and_clients_vs_floor'), suffix='x')}", "", "", "")
     return out

@@ -14,7 +14,9 @@
 A package because those are separate jobs, one module each: ``scenario`` (the run itself),
 ``launch`` (worker.py and its topics), ``probe`` (a window's CPU and /metrics), ``collectors``
 (results as they arrive), ``frames`` (the recorded JPEGs), and the children the parent runs in
-processes of their own: ``floor``, ``feed`` (the publisher), ``drain`` (the Kafka client's share).
+processes of their own: ``floor``, ``feed`` (the publisher), ``drain`` (kafka-python's fetch alone, one
+camera) and ``clients`` (each Kafka client alone as the worker uses it, four cameras: consume in a
+group and produce a result per frame, pinned to the worker's CPU right after the worker's window).
 
 Run alone: ``python -m bench.worker floor DIR`` / ``python -m bench.worker publish DIR ...``
 print one JSON object each; the scenario runs them as children (``cli``).

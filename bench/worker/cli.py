@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import ROOT
+from .clients import clients_cost
 from .common import PROCESSOR
 from .drain import drain
 from .feed import publish
@@ -41,10 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--processor", default=PROCESSOR)
     fl.add_argument("--fps", type=int, default=30)
     fl.add_argument("--rounds", type=int, default=2)
+    fl.add_argument("--pace-fps", type=int, default=0, help="also time it paced at this rate (a live worker's)")
     dr = sub.add_parser("drain", help="kafka-python's CPU per record fetched, nothing else")
     dr.add_argument("--bootstrap", required=True)
     dr.add_argument("--topic", required=True)
     dr.add_argument("--seconds", type=float, default=10.0)
+    cl = sub.add_parser("clients", help="the Kafka client alone, as the worker uses it: frames consumed in a "
+                                        "group, a result produced per frame; CPU per frame on one CPU")
+    cl.add_argument("--bootstrap", required=True)
+    cl.add_argument("--topic", required=True)
+    cl.add_argument("--results-topic", required=True)
+    cl.add_argument("--client", default="kafka-python")
+    cl.add_argument("--seconds", type=float, default=10.0)
+    cl.add_argument("--cpu", type=int, required=True)
     pub = sub.add_parser("publish", help="recorded JPEGs as N live cameras")
     pub.add_argument("frames_dir", type=Path)
     pub.add_argument("--bootstrap", required=True)
@@ -56,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("--height", type=int, default=720)
     args = parser.parse_args(argv)
     if args.cmd == "floor":
-        out = measure_floor(args.frames_dir, args.processor, args.fps, args.rounds)
+        out = measure_floor(args.frames_dir, args.processor, args.fps, args.rounds, args.pace_fps)
+    elif args.cmd == "clients":
+        out = clients_cost(args.bootstrap, args.topic, args.results_topic, args.client, args.seconds, args.cpu)
     elif args.cmd == "drain":
         out = drain(args.bootstrap, args.topic, args.seconds)
     else:

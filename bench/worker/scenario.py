@@ -29,6 +29,8 @@ from .frames import record
 from .launch import create_topic, start_worker
 from .probe import WorkerProbe, window_figures
 
+CLIENTS_JOIN_S = 8.0  # the clients child: start, group join and its warm-up before its window
+
 log = logging.getLogger("bench.worker")  # the name its log lines carried before worker.py became a package
 
 
@@ -101,7 +103,10 @@ def four_cameras(ctx: Context, res: Resolution, frames_dir: Path, size: dict[str
     worker = start_worker(ctx, f"worker-{n}cams-{client}", bootstrap, frames_topic, results_topic, pin=cpu,
                           client=client)
     counter = TopicCounter(bootstrap, frames_topic)
-    seconds = plan.settle_s + plan.worker_s + 2.0
+    clients_s = min(10.0, plan.worker_s)
+    # the clients' window follows the worker's on the same live frames: its group join and warm-up
+    # take a few seconds, so the publisher goes on that much longer
+    seconds = plan.settle_s + plan.worker_s + 2.0 + clients_s + CLIENTS_JOIN_S
     out: dict[str, Any] = {}
     publisher = threading.Thread(target=lambda: out.update(child(
         ["publish", str(frames_dir), "--bootstrap", bootstrap, "--topic", frames_topic, "--cameras", str(n),
@@ -114,6 +119,10 @@ def four_cameras(ctx: Context, res: Resolution, frames_dir: Path, size: dict[str
         before, count_before = probe.snap(), counter.count()
         time.sleep(plan.worker_s)  # the measurement window
         after, count_after = probe.snap(), counter.count()
+        worker.stop()
+        alone = child(["clients", "--bootstrap", bootstrap, "--topic", frames_topic, "--results-topic",
+                       results_topic, "--client", client, "--seconds", str(clients_s), "--cpu", str(cpu)],
+                      timeout=clients_s + 120)
         publisher.join(seconds + 60)
     finally:
         counter.close()
@@ -123,7 +132,8 @@ def four_cameras(ctx: Context, res: Resolution, frames_dir: Path, size: dict[str
     fig.update(client=client, cameras=n, pinned_cpu=cpu, published=published,
                published_fps_per_camera=published / n / fig["window_s"],
                processed_share=fig["processed"] / published if published else None,
-               publisher=out, source="recorded JPEGs from a publisher process (not producer.py)")
+               publisher=out, source="recorded JPEGs from a publisher process (not producer.py)",
+               clients_alone=alone, clients_cpu_s_per_frame=alone["cpu_s_per_frame"])
     return fig
 
 
@@ -138,7 +148,8 @@ def worker_bench(ctx: Context, res: Resolution) -> dict[str, Any]:
         result["one_camera"] = one_camera(ctx, res, frames_dir)
     finally:
         ctx.services.release(res.name)  # the camera too: nothing below needs it
-    floor = child(["floor", str(frames_dir), "--processor", PROCESSOR, "--fps", str(res.fps)], timeout=300)
+    floor = child(["floor", str(frames_dir), "--processor", PROCESSOR, "--fps", str(res.fps), "--pace-fps",
+                   str(ctx.plan.worker_cameras * res.fps)], timeout=300)
     result["floor"] = floor
     per_frame = result["one_camera"]["worker_cpu_s_per_frame"]
     result["cpu_vs_floor"] = per_frame / floor["cpu_s_per_frame"] if per_frame else None
@@ -148,13 +159,20 @@ def worker_bench(ctx: Context, res: Resolution) -> dict[str, Any]:
         fig = four_cameras(ctx, res, frames_dir, result["one_camera"]["recorded"], client)
         pinned = fig["worker_cpu_s_per_frame"]
         fig["cpu_vs_floor"] = pinned / floor["cpu_s_per_frame"] if pinned else None
+        alone, paced = fig["clients_cpu_s_per_frame"], floor.get("paced_cpu_s_per_frame")
+        fig["floor_and_clients_vs_floor"] = 1 + alone / floor["cpu_s_per_frame"] if alone else None
+        # the least a live worker on this client can cost: the work at the live pace + the client alone
+        fig["paced_floor_and_clients_vs_floor"] = ((paced + alone) / floor["cpu_s_per_frame"]
+                                                   if alone and paced else None)
         by_client[client] = fig
     result["four_cameras"] = by_client[KAFKA_CLIENTS[0]]
     result["four_cameras_by_client"] = by_client
     for client, fig in by_client.items():
-        log.info("worker %s, %d cams, %s: %.2fx floor (%.2f ms a frame), %.3f processed", res.name, fig["cameras"],
-                 client, fig["cpu_vs_floor"] or 0, (fig["worker_cpu_s_per_frame"] or 0) * 1e3,
-                 fig["processed_share"] or 0)
+        log.info("worker %s, %d cams, %s: %.2fx floor (%.2f ms a frame), %.3f processed; the client alone "
+                 "%.2f ms a frame (floor + client = %.2fx; floor paced at the live rate + client = %.2fx)", res.name,
+                 fig["cameras"], client, fig["cpu_vs_floor"] or 0, (fig["worker_cpu_s_per_frame"] or 0) * 1e3,
+                 fig["processed_share"] or 0, (fig["clients_cpu_s_per_frame"] or 0) * 1e3,
+                 fig["floor_and_clients_vs_floor"] or 0, fig["paced_floor_and_clients_vs_floor"] or 0)
     if ctx.plan.worker_detectors:
         result["detectors"] = detectors(ctx, res, frames_dir)
     one, four = result["one_camera"], result["four_cameras"]
