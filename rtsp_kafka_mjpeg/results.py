@@ -18,6 +18,8 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 MAX_RESULT_BYTES = 256 * 1024  # a result is a few hundred bytes; anything near this is a processor bug
+# built once: json.dumps with any non-default argument builds a new encoder for every call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class BadResult(ValueError):
@@ -58,7 +60,7 @@ def result_record(info: FrameInfo, processor: str, processing_ms: float, worker:
         "output": output,
     }
     try:
-        value = json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
+        value = _ENCODER.encode(record).encode()
     except (TypeError, ValueError) as err:
         raise Unserializable(str(err)) from None
     if len(value) > MAX_RESULT_BYTES:
