@@ -21,6 +21,7 @@ from ..paths import ROOT
 
 POLL_WAIT_S = 0.2  # as the worker's poll
 WARMUP_S = 2.0  # after the group assigned the partitions: connections and fetch sessions settle
+NO_FRAMES_S = 30.0  # no frame this long after start: give up (the figure is then None)
 
 
 def _settings(bootstrap: str, topic: str, results_topic: str, client: str) -> Any:
@@ -61,14 +62,15 @@ class _Window:
         self.start_cpu = 0.0
         self.frames = 0
         self.warm_until: float | None = None
+        self.give_up_at = time.monotonic() + NO_FRAMES_S
 
     def count(self, n: int) -> bool:
-        """False once the window is over."""
+        """False once the window is over (or no frame came within NO_FRAMES_S)."""
         now = time.monotonic()
         if self.warm_until is None:
             if n:
                 self.warm_until = now + WARMUP_S
-            return True
+            return now < self.give_up_at
         if not self.start:
             if now >= self.warm_until:
                 self.start, self.start_cpu = now, time.process_time()
@@ -77,8 +79,9 @@ class _Window:
         return now - self.start < self.seconds
 
     def figures(self, acked: int) -> dict[str, Any]:
-        cpu = time.process_time() - self.start_cpu
-        return {"frames": self.frames, "seconds": time.monotonic() - self.start, "results_acked": acked,
+        cpu = time.process_time() - self.start_cpu if self.start else 0.0
+        return {"frames": self.frames, "seconds": time.monotonic() - self.start if self.start else 0.0,
+                "results_acked": acked,
                 "cpu_s": cpu, "cpu_s_per_frame": cpu / self.frames if self.frames else None}
 
 
