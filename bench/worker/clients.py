@@ -114,11 +114,13 @@ def _confluent(settings: Any, value: bytes, seconds: float) -> dict[str, Any]:
             messages = consumer.consume(1, POLL_WAIT_S)  # the worker's poll: wait for one, take what is there
             if messages:
                 messages += consumer.consume(MAX_POLL_RECORDS - 1, 0)
+            frames = 0
             for msg in messages:
                 if msg.error() is None:
                     msg.value(), msg.headers()
                     producer.produce(settings.results_topic, value, msg.key(), on_delivery=delivered)
-            if not window.count(sum(1 for m in messages if m.error() is None)):
+                    frames += 1
+            if not window.count(frames):
                 break
         out = window.figures(acked[0])
     finally:

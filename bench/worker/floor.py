@@ -75,9 +75,10 @@ def measure_floor(frames_dir: Path, processor_spec: str, fps: int, rounds: int,
 def _paced(jpegs: list[Any], flag: int, processor: Any, width: int, height: int, fps: int) -> float:
     """The same decode + processor, one frame every 1/fps s with nothing else running: CPU per frame.
 
-    Why: a live worker sits idle between frames (4 x 720p30 keep it ~12% busy), and work that
-    follows an idle spell finds the caches cold; the hot loop above never idles. The difference is
-    what any live worker pays, whatever its Kafka client and its own code."""
+    Why: a live worker sits idle between frames (4 x 720p30 keep it ~12% busy), and on this VM work
+    that follows an idle spell runs slower (a pure-Python loop too, so not one library's caches);
+    the hot loop above never idles. The difference is what any live worker pays, whatever its Kafka
+    client and its own code."""
     import cv2
 
     from rtsp_kafka_mjpeg.results import FrameInfo
